@@ -1,0 +1,248 @@
+//! # annals
+//!
+//! An embedded event-stream store. Applications append events to named streams (`account-42`, `order-7`) and
+//! read them back in order from any offset, to rebuild state, catch up projections and audit. Events are never
+//! modified. Every event gets a dense per-stream **offset** (0, 1, 2, …) and a dense, gap-free global
+//! **position** across all streams.
+//!
+//! Underneath is a segmented log: fixed-size, preallocated, memory-mapped segment files of CRC-framed
+//! records; a sparse per-stream offset index, so reading one stream costs what that stream holds; a
+//! group-commit writer thread that turns many concurrent appends into one `fdatasync`; and zero-copy reads
+//! (payloads are [`bytes::Bytes`] slices of the mapping). `format-spec.md` specifies every byte.
+//!
+//! ```
+//! use annals::{EventData, ExpectedVersion, Store};
+//!
+//! # fn main() -> annals::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path())?;
+//! let appended = store.append(
+//!     "account-42",
+//!     ExpectedVersion::NoStream,
+//!     &[EventData::new("AccountOpened", &b"{\"owner\":\"Ada\"}"[..]), EventData::new("MoneyDeposited", &b"100"[..])],
+//! )?;
+//! assert_eq!((appended.first_offset, appended.last_offset), (0, 1));
+//!
+//! let types: Vec<String> = store
+//!     .read_stream("account-42", 0)?
+//!     .map(|event| event.map(|event| event.event_type().to_owned()))
+//!     .collect::<annals::Result<_>>()?;
+//! assert_eq!(types, ["AccountOpened", "MoneyDeposited"]);
+//! store.close()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod checkpoint;
+mod error;
+mod frame;
+mod index;
+mod io;
+mod log;
+mod reader;
+mod recovery;
+mod segment;
+mod store;
+mod writer;
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+pub use crate::error::{Error, Result};
+pub use crate::io::{FaultInjector, IoOp};
+pub use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
+pub use crate::store::Store;
+
+/// Longest stream name, in bytes of UTF-8.
+pub const STREAM_NAME_BYTES_MAX: usize = frame::STREAM_NAME_BYTES_MAX;
+/// Longest event type, in bytes of UTF-8.
+pub const EVENT_TYPE_BYTES_MAX: usize = frame::EVENT_TYPE_BYTES_MAX;
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = segment::FORMAT_VERSION;
+
+/// An event to append: its type, payload, optional metadata and optional id.
+///
+/// ```
+/// use annals::EventData;
+/// let event = EventData::new("MoneyDeposited", &b"{\"amount\":100}"[..])
+///     .with_metadata(&b"{\"correlation\":\"7f3a\"}"[..])
+///     .with_id(uuid::Uuid::nil());
+/// assert_eq!(event.event_type(), "MoneyDeposited");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventData {
+    event_type: String,
+    data: Bytes,
+    metadata: Bytes,
+    id: Option<Uuid>,
+    codec: u8,
+}
+
+impl EventData {
+    /// An event of `event_type` carrying `data`, with empty metadata; the store assigns a UUIDv7 id.
+    pub fn new(event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+        EventData { event_type: event_type.into(), data: data.into(), metadata: Bytes::new(), id: None, codec: 0 }
+    }
+
+    /// Gives the event this id instead of a fresh UUIDv7.
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Attaches metadata (correlation and causation ids, and the like).
+    pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// Tags the payload with the codec that wrote it (0, the default, means opaque bytes). Stored with the
+    /// event and returned by [`RecordedEvent::codec`].
+    pub fn with_codec(mut self, codec: u8) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The event type.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The payload.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &Bytes {
+        &self.metadata
+    }
+
+    /// The id given with [`with_id`](Self::with_id), if any.
+    pub fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+}
+
+/// What an append expects of the stream's current state (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must exist.
+    StreamExists,
+    /// The stream's last event must be at exactly this offset.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose last offset is `actual` (`None`: no stream) satisfies this expectation.
+    pub fn admits(self, actual: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::StreamExists => actual.is_some(),
+            ExpectedVersion::Exact(offset) => actual == Some(offset),
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("an existing stream"),
+            ExpectedVersion::Exact(offset) => write!(f, "last offset {offset}"),
+        }
+    }
+}
+
+/// Where an append landed: the offsets within the stream and the global positions, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AppendResult {
+    /// Offset of the first appended event in its stream.
+    pub first_offset: u64,
+    /// Offset of the last appended event in its stream.
+    pub last_offset: u64,
+    /// Global position of the first appended event.
+    pub first_position: u64,
+    /// Global position of the last appended event.
+    pub last_position: u64,
+}
+
+/// One stream's part of an atomic multi-stream append ([`Store::append_multi`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAppend {
+    /// The stream.
+    pub stream: String,
+    /// What the stream's state must be for the transaction to commit.
+    pub expected: ExpectedVersion,
+    /// The events to append to it, at least one.
+    pub events: Vec<EventData>,
+}
+
+/// When an append returns, relative to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `append` returns after the events are on stable storage (`fdatasync` completed). Readers see only
+    /// synced events. The default.
+    SyncData,
+    /// `append` returns after the events are written to the page cache; a background sync runs at least every
+    /// `flush_interval`. A crash of the machine (not of the process) may lose the last interval of appends.
+    Buffer {
+        /// Longest time written events stay unsynced.
+        flush_interval: Duration,
+    },
+}
+
+/// How a store is opened. Public fields with documented defaults; build with struct update syntax:
+///
+/// ```
+/// let options = annals::Options { segment_size_bytes: 1 << 20, ..Default::default() };
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Size of each segment file, header included. Default 64 MiB. At least 4 KiB, at most 4 GiB − 1. Segments
+    /// already on disk keep the size they were created with.
+    pub segment_size_bytes: u64,
+    /// When appends return. Default [`Durability::SyncData`].
+    pub durability: Durability,
+    /// Largest encoded event (88-byte header, stream name, event type, metadata and data). Default 16 MiB;
+    /// also bounded by what one segment holds.
+    pub event_size_bytes_max: u64,
+    /// The index keeps the location of every this-many-th event of each stream; reading from any offset walks
+    /// back at most this many records. Default 32 (8 bytes of memory per 32 events).
+    pub index_interval_events: u32,
+    /// Most bytes one group commit writes before it syncs (one atomic append is never split). Default 4 MiB.
+    pub batch_bytes_max: u64,
+    /// Test hook: makes chosen write-side system calls fail. Default `None`.
+    pub fault_injector: Option<FaultInjector>,
+    /// Test hook: stream-name hashes are masked with this (0 forces every stream into one hash slot).
+    /// Default `u64::MAX`.
+    #[doc(hidden)]
+    pub stream_hash_mask: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size_bytes: 64 << 20,
+            durability: Durability::SyncData,
+            event_size_bytes_max: 16 << 20,
+            index_interval_events: 32,
+            batch_bytes_max: 4 << 20,
+            fault_injector: None,
+            stream_hash_mask: u64::MAX,
+        }
+    }
+}
+
+pub use crate::recovery::RecoveryReport;

@@ -1,0 +1,106 @@
+//! The log: the ordered set of segments, and finding a record by locator or by global position.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, DecodeError, Frame};
+use crate::index::Names;
+use crate::segment::{split_locator, Segment, SEGMENT_HEADER_LEN};
+
+/// The segments of one store, ordered by ordinal (consecutive). `Send + Sync`: the writer thread appends
+/// segments while readers look them up.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    segments: RwLock<Vec<Arc<Segment>>>,
+}
+
+impl Log {
+    /// A log over `segments`, which must be non-empty with consecutive ordinals and increasing bases.
+    pub fn new(dir: PathBuf, segments: Vec<Arc<Segment>>) -> Self {
+        assert!(!segments.is_empty());
+        for pair in segments.windows(2) {
+            assert_eq!(pair[0].ordinal() + 1, pair[1].ordinal());
+            assert!(pair[0].base_position() <= pair[1].base_position());
+        }
+        Log { dir, segments: RwLock::new(segments) }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segment with this ordinal, if it exists.
+    pub fn segment(&self, ordinal: u32) -> Option<Arc<Segment>> {
+        let segments = self.segments.read();
+        let first = segments[0].ordinal();
+        let index = ordinal.checked_sub(first)? as usize;
+        segments.get(index).cloned()
+    }
+
+    /// Every segment, oldest first.
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().clone()
+    }
+
+    /// Adds a new newest segment.
+    pub fn push(&self, segment: Arc<Segment>) {
+        let mut segments = self.segments.write();
+        let last = segments.last().expect("a log has a segment");
+        assert_eq!(last.ordinal() + 1, segment.ordinal());
+        assert!(last.base_position() <= segment.base_position());
+        segments.push(segment);
+    }
+
+    /// The segment that holds `position`: the last one whose base is at or below it.
+    pub fn segment_for_position(&self, position: u64) -> Arc<Segment> {
+        let segments = self.segments.read();
+        let after = segments.partition_point(|segment| segment.base_position() <= position);
+        segments[after.saturating_sub(1)].clone()
+    }
+
+    /// Decodes and checks the record at `locator`.
+    pub fn read(&self, locator: u64) -> Result<(Arc<Segment>, usize, Frame)> {
+        let (ordinal, offset) = split_locator(locator);
+        let segment = self.segment(ordinal).ok_or_else(|| {
+            Error::corrupt(&self.dir, u64::from(offset), format!("locator points into missing segment {ordinal}"))
+        })?;
+        let frame = decode_at(&segment, offset as usize)?;
+        Ok((segment, offset as usize, frame))
+    }
+
+    /// The bytes at `locator`, to the end of its segment (no check of what they hold).
+    fn bytes_at(&self, locator: u64) -> Option<bytes::Bytes> {
+        let (ordinal, offset) = split_locator(locator);
+        let segment = self.segment(ordinal)?;
+        let bytes = segment.bytes();
+        ((offset as usize) < bytes.len() && offset as usize >= SEGMENT_HEADER_LEN).then(|| bytes.slice(offset as usize..))
+    }
+}
+
+/// Decodes the frame at `offset` of `segment`, turning any failure into `Corrupt` with file and offset.
+pub fn decode_at(segment: &Segment, offset: usize) -> Result<Frame> {
+    let bytes = segment.bytes();
+    if offset < SEGMENT_HEADER_LEN || offset >= bytes.len() {
+        return Err(Error::corrupt(segment.path(), offset as u64, "record offset outside the segment"));
+    }
+    frame::decode(&bytes[offset..]).map_err(|err| match err {
+        DecodeError::End => Error::corrupt(segment.path(), offset as u64, "expected a record, found the end of the log"),
+        other => Error::corrupt(segment.path(), offset as u64, other.to_string()),
+    })
+}
+
+impl Names for Log {
+    fn is(&self, locator: u64, stream: &str) -> bool {
+        self.bytes_at(locator).is_some_and(|bytes| frame::peek_stream(&bytes) == Some(stream.as_bytes()))
+    }
+
+    fn name(&self, locator: u64) -> String {
+        let bytes = self.bytes_at(locator).expect("index locators point into the log");
+        let name = frame::peek_stream(&bytes).expect("index locators point at records");
+        String::from_utf8_lossy(name).into_owned()
+    }
+}

@@ -1,0 +1,301 @@
+//! Opening a store's files: list and check the segments, load the index checkpoint if it checks out against
+//! the log, replay the log from there, and cut the torn tail.
+//!
+//! The split that matters: bytes after the last completed sync are a normal result of a crash and are cut
+//! (with any transaction left incomplete); damage to records that were synced is corruption and is reported
+//! as `Corrupt`, never skipped. A record is known to have been synced when it lies in a sealed segment (one
+//! with a successor), or when a later intact record says so in its `synced_before` field.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::checkpoint::{self, Checkpoint, Covered};
+use crate::error::{Error, IoContext, Result};
+use crate::frame::{self, DecodeError, NO_PREV};
+use crate::index::{Index, Names};
+use crate::io::Io;
+use crate::log::{decode_at, Log};
+use crate::segment::{self, locator, split_locator, Segment, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
+use crate::writer::WriterState;
+use crate::Options;
+
+/// What recovery found or did, for callers who want to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Whether the index checkpoint was used (else the index was rebuilt from the whole log).
+    pub checkpoint_used: bool,
+    /// Why a checkpoint on disk was not used, if one was ignored.
+    pub checkpoint_rejected: Option<String>,
+    /// Records replayed from the log into the index.
+    pub records_replayed: u64,
+    /// Bytes cut from the end of the last segment (a torn tail or an incomplete transaction).
+    pub tail_bytes_cut: u64,
+}
+
+/// Opens every segment in `dir` (creating the first one in an empty directory) and recovers the log's end.
+pub(crate) fn recover(dir: &Path, options: &Options, io: &Io) -> Result<(Log, Index, WriterState, RecoveryReport)> {
+    let segments = open_segments(dir, options, io)?;
+    let log = Log::new(dir.to_owned(), segments);
+    let mut index = Index::new(options.index_interval_events, options.stream_hash_mask);
+    let mut report = RecoveryReport::default();
+
+    let first = log.segment(0).unwrap_or_else(|| log.segments()[0].clone());
+    let mut start = Covered { next_position: first.base_position(), end: locator(first.ordinal(), SEGMENT_HEADER_LEN as u32), last: NO_PREV, last_timestamp: 0 };
+    match checkpoint::read(dir) {
+        Ok(None) => {}
+        Ok(Some(checkpoint)) => match check_checkpoint(&checkpoint, &log, options) {
+            Ok(()) => {
+                for (name, state) in checkpoint.streams {
+                    index.insert(&name, state, &log);
+                }
+                start = checkpoint.covered;
+                report.checkpoint_used = true;
+            }
+            Err(reason) => report.checkpoint_rejected = Some(reason),
+        },
+        Err(reason) => report.checkpoint_rejected = Some(reason),
+    }
+
+    let state = replay(&log, &mut index, start, options, io, &mut report)?;
+    Ok((log, index, state, report))
+}
+
+/// Lists, opens and orders the segment files; removes leftover temporary files.
+fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segment>>> {
+    let mut segments = Vec::new();
+    let entries = std::fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.context(|| format!("listing {}", dir.display()))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") {
+            // A segment or checkpoint whose creation did not finish: it was never renamed into place, so
+            // nothing refers to it.
+            std::fs::remove_file(&path).context(|| format!("removing leftover {}", path.display()))?;
+        } else if path.extension().is_some_and(|ext| ext == SEGMENT_SUFFIX) {
+            let segment = Segment::open(&path)?;
+            if name != segment::file_name(segment.base_position()) {
+                return Err(Error::corrupt(&path, 0, format!("file name does not match its base position {}", segment.base_position())));
+            }
+            segments.push(Arc::new(segment));
+        }
+    }
+    segments.sort_by_key(|segment| segment.ordinal());
+    if segments.is_empty() {
+        segments.push(Arc::new(Segment::create(io, dir, 0, 0, options.segment_size_bytes)?));
+    }
+    if segments[0].ordinal() != 0 || segments[0].base_position() != 0 {
+        return Err(Error::corrupt(segments[0].path(), 0, "the first segment is missing"));
+    }
+    for pair in segments.windows(2) {
+        if pair[1].ordinal() != pair[0].ordinal() + 1 {
+            return Err(Error::corrupt(pair[1].path(), 0, format!("segment {} is missing before this one", pair[0].ordinal() + 1)));
+        }
+        if pair[1].base_position() <= pair[0].base_position() {
+            return Err(Error::corrupt(pair[1].path(), 0, "base position does not increase over the previous segment"));
+        }
+    }
+    Ok(segments)
+}
+
+/// A checkpoint is used only if its last record is where it says, with the position it says, and every
+/// locator it holds lies before its end.
+fn check_checkpoint(checkpoint: &Checkpoint, log: &Log, options: &Options) -> Result<(), String> {
+    if checkpoint.interval != options.index_interval_events {
+        return Err(format!("taken with index interval {}, the store now uses {}", checkpoint.interval, options.index_interval_events));
+    }
+    let Covered { next_position, end, last, .. } = checkpoint.covered;
+    let (end_ordinal, end_at) = split_locator(end);
+    let end_segment = log.segment(end_ordinal).ok_or("its end lies in a missing segment")?;
+    if (end_at as usize) < SEGMENT_HEADER_LEN || u64::from(end_at) > end_segment.size() {
+        return Err("its end lies outside its segment".into());
+    }
+    if last == NO_PREV {
+        if next_position != 0 || end != locator(0, SEGMENT_HEADER_LEN as u32) {
+            return Err("an empty log must end at the first segment's start".into());
+        }
+    } else {
+        let (segment, at, frame) = log.read(last).map_err(|err| format!("its last record does not check out: {err}"))?;
+        if frame.header.position + 1 != next_position {
+            return Err(format!("its last record has position {}, expected {}", frame.header.position, next_position - 1));
+        }
+        let after = locator(segment.ordinal(), (at + frame.stride()) as u32);
+        let rolled = end_at as usize == SEGMENT_HEADER_LEN && end_ordinal == segment.ordinal() + 1 && end_segment.base_position() == next_position;
+        if end != after && !rolled {
+            return Err("its end does not follow its last record".into());
+        }
+    }
+    for (name, state) in &checkpoint.streams {
+        let mut previous = None;
+        for &locator in state.sparse.iter().chain(std::iter::once(&state.head)) {
+            if locator > last || previous.is_some_and(|previous| locator < previous) {
+                return Err(format!("stream {name:?} has a locator outside the covered log"));
+            }
+            previous = Some(locator);
+        }
+        if !log.is(state.head, name) {
+            return Err(format!("stream {name:?}: its last record belongs to another stream"));
+        }
+    }
+    Ok(())
+}
+
+/// A record read during replay, not yet applied (its transaction may be incomplete).
+struct Pending {
+    stream: String,
+    offset: u64,
+    prev: u64,
+    locator: u64,
+    at: usize,
+    timestamp: u64,
+    txn_after: u32,
+}
+
+/// Replays records from `start` to the end of the log into `index`; cuts and zeroes a torn tail.
+fn replay(log: &Log, index: &mut Index, start: Covered, options: &Options, io: &Io, report: &mut RecoveryReport) -> Result<WriterState> {
+    let segments = log.segments();
+    let (start_ordinal, start_at) = split_locator(start.end);
+    let mut next_position = start.next_position;
+    let mut last_locator = start.last;
+    let mut last_timestamp = start.last_timestamp;
+    let last_ordinal = segments.last().expect("a log has a segment").ordinal();
+
+    for segment in segments.iter().filter(|segment| segment.ordinal() >= start_ordinal) {
+        let mut at = if segment.ordinal() == start_ordinal { start_at as usize } else { SEGMENT_HEADER_LEN };
+        if segment.ordinal() > start_ordinal && segment.base_position() != next_position {
+            return Err(Error::corrupt(
+                segment.path(),
+                0,
+                format!("segment starts at position {} but the log before it ends at {next_position}", segment.base_position()),
+            ));
+        }
+        let bytes = segment.bytes();
+        let mut pending: Vec<Pending> = Vec::new();
+        // Where the last complete transaction ends: (byte offset, next position).
+        let mut committed = (at, next_position);
+        let stop: Option<String> = loop {
+            if bytes.len() - at < 4 {
+                break None;
+            }
+            let frame = match frame::decode(&bytes[at..]) {
+                Ok(frame) => frame,
+                Err(DecodeError::End) => break None,
+                Err(err) => break Some(err.to_string()),
+            };
+            let position = committed.1 + pending.len() as u64;
+            if frame.header.position != position {
+                break Some(format!("expected position {position}, found {}", frame.header.position));
+            }
+            if let Some(previous) = pending.last() {
+                if previous.txn_after != frame.header.txn_after + 1 {
+                    break Some("transaction marker out of sequence".into());
+                }
+            }
+            pending.push(Pending {
+                stream: String::from_utf8_lossy(&bytes[at..][frame.stream.clone()]).into_owned(),
+                offset: frame.header.offset,
+                prev: frame.header.prev,
+                locator: locator(segment.ordinal(), at as u32),
+                at,
+                timestamp: frame.header.timestamp_nanos,
+                txn_after: frame.header.txn_after,
+            });
+            at += frame.stride();
+            if frame.header.txn_after == 0 {
+                for record in pending.drain(..) {
+                    apply(log, index, segment, &record)?;
+                    last_locator = record.locator;
+                    last_timestamp = last_timestamp.max(record.timestamp);
+                    report.records_replayed += 1;
+                }
+                committed = (at, position + 1);
+            }
+        };
+        next_position = committed.1;
+
+        if segment.ordinal() != last_ordinal {
+            // A sealed segment was synced in full before its successor was created: anything short of a clean
+            // end exactly at the successor's base is damage to synced data.
+            let successor_base = log.segment(segment.ordinal() + 1).expect("not the last").base_position();
+            let problem = match (&stop, pending.first()) {
+                (Some(reason), _) => Some((at, reason.clone())),
+                (None, Some(first)) => Some((first.at, "incomplete transaction in a sealed segment".to_owned())),
+                (None, None) if next_position != successor_base => {
+                    Some((at, format!("segment ends at position {next_position}, its successor starts at {successor_base}")))
+                }
+                (None, None) => None,
+            };
+            if let Some((offset, reason)) = problem {
+                return Err(Error::corrupt(segment.path(), offset as u64, reason));
+            }
+            continue;
+        }
+
+        if let Some(reason) = &stop {
+            if let Some(proof) = later_synced_record(segment, at, next_position, options) {
+                return Err(Error::corrupt(
+                    segment.path(),
+                    at as u64,
+                    format!("{reason}; the record at byte {proof} was written after position {next_position} was synced"),
+                ));
+            }
+        }
+        // Cut the torn tail and any incomplete transaction, and zero what follows, so that no stale frame can
+        // ever line up with a future write. Then sync, before any write is accepted.
+        let cut = committed.0;
+        if stop.is_some() || !pending.is_empty() || bytes[cut..].iter().take(4096).any(|&b| b != 0) {
+            let len = segment.size() - cut as u64;
+            io.zero_range(segment.file(), cut as u64, len).context(|| format!("cutting the torn tail of {}", segment.path().display()))?;
+            io.sync_data(segment.file()).context(|| format!("syncing {}", segment.path().display()))?;
+            report.tail_bytes_cut = (at.max(cut) - cut) as u64;
+        }
+        return Ok(WriterState {
+            active: segment.clone(),
+            write_at: cut as u64,
+            next_position,
+            last_locator,
+            last_timestamp,
+        });
+    }
+    unreachable!("the start segment exists, so the loop reaches the last segment")
+}
+
+/// Adds one replayed record to the index after checking it continues its stream.
+fn apply(log: &Log, index: &mut Index, segment: &Segment, record: &Pending) -> Result<()> {
+    let (expected_offset, expected_prev) = match index.get(&record.stream, log) {
+        Some(state) => (state.last_offset + 1, state.head),
+        None => (0, NO_PREV),
+    };
+    if record.offset != expected_offset || record.prev != expected_prev {
+        return Err(Error::corrupt(
+            segment.path(),
+            record.at as u64,
+            format!("record of stream {:?} has offset {} (expected {expected_offset}) or a wrong back-link", record.stream, record.offset),
+        ));
+    }
+    index.record(&record.stream, record.offset, record.locator, log);
+    Ok(())
+}
+
+/// Looks past a bad record for an intact one that proves position `lost` was synced (its `synced_before` is
+/// beyond it). Looks as far as unsynced bytes can reach: a few groups.
+fn later_synced_record(segment: &Segment, bad_at: usize, lost: u64, options: &Options) -> Option<usize> {
+    let bytes = segment.bytes();
+    let window = 4 * options.batch_bytes_max + 2 * options.event_size_bytes_max;
+    let end = bytes.len().min(bad_at.saturating_add(usize::try_from(window).unwrap_or(usize::MAX)));
+    let mut at = frame::aligned(bad_at + 1);
+    while at + frame::HEADER_LEN <= end {
+        if let Some((position, _, _)) = frame::peek_position_prev(&bytes[at..]) {
+            if position > lost && position - lost < 1 << 32 {
+                if let Ok(frame) = decode_at(segment, at) {
+                    if frame.header.synced_before > lost {
+                        return Some(at);
+                    }
+                }
+            }
+        }
+        at += frame::FRAME_ALIGN;
+    }
+    None
+}

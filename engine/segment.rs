@@ -1,0 +1,227 @@
+//! One segment: a fixed-size, preallocated file, written with `pwrite` and read through a shared read-only
+//! mapping.
+//!
+//! Segment header (64 bytes, little-endian):
+//!
+//! | offset | size | field                | meaning                                             |
+//! |-------:|-----:|----------------------|-----------------------------------------------------|
+//! | 0      | 8    | magic                | `b"ANNALSEG"`                                       |
+//! | 8      | 4    | format version       | [`FORMAT_VERSION`]                                  |
+//! | 12     | 4    | header length        | 64                                                  |
+//! | 16     | 8    | segment size         | bytes of the whole file, header included            |
+//! | 24     | 8    | base position        | global position of the segment's first record       |
+//! | 32     | 4    | ordinal              | 0 for the first segment, +1 for each next one       |
+//! | 36     | 24   | reserved             | zero                                                |
+//! | 60     | 4    | CRC                  | CRC-32 of bytes `0..60`                             |
+//!
+//! Frames follow from byte 64. Writes go through `pwrite` and reads through the mapping: the page cache makes
+//! written bytes visible to the mapping at once, and no store through the mapping can fault on a full disk.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use memmap2::Mmap;
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::{write_zeros, Io};
+
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes before the first frame of a segment.
+pub const SEGMENT_HEADER_LEN: usize = 64;
+const MAGIC: &[u8; 8] = b"ANNALSEG";
+const VERSION_OFFSET: usize = MAGIC.len();
+const HEADER_LEN_OFFSET: usize = VERSION_OFFSET + 4;
+const SIZE_OFFSET: usize = HEADER_LEN_OFFSET + 4;
+const BASE_OFFSET: usize = SIZE_OFFSET + 8;
+const ORDINAL_OFFSET: usize = BASE_OFFSET + 8;
+const RESERVED_OFFSET: usize = ORDINAL_OFFSET + 4;
+const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 24;
+const _: () = assert!(HEADER_CRC_OFFSET + 4 == SEGMENT_HEADER_LEN);
+
+/// File name suffix of segments.
+pub const SEGMENT_SUFFIX: &str = "seg";
+
+/// A locator packs a segment's ordinal and a byte offset within it: `ordinal << 32 | offset`.
+pub fn locator(ordinal: u32, offset: u32) -> u64 {
+    (u64::from(ordinal) << 32) | u64::from(offset)
+}
+
+/// Splits a locator into (ordinal, offset).
+pub fn split_locator(locator: u64) -> (u32, u32) {
+    ((locator >> 32) as u32, locator as u32)
+}
+
+/// The file name of the segment whose first position is `base_position`.
+pub fn file_name(base_position: u64) -> String {
+    format!("{base_position:020}.{SEGMENT_SUFFIX}")
+}
+
+/// One open segment. `Send + Sync`: the writer thread writes while readers read the mapping.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    file: File,
+    /// The whole file, mapped read-only and shared. Slices of it outlive the segment.
+    map: Bytes,
+    base_position: u64,
+    ordinal: u32,
+}
+
+impl Segment {
+    /// Creates a segment: temporary name, reserve and zero the space, header, sync, rename, sync the directory.
+    ///
+    /// The zeros matter twice: the space reads as the end of the log until frames land there, and ext4 syncs
+    /// writes into already-written blocks as pure data overwrites (faster than into unwritten extents).
+    pub fn create(io: &Io, dir: &Path, ordinal: u32, base_position: u64, size: u64) -> Result<Segment> {
+        let path = dir.join(file_name(base_position));
+        let tmp = path.with_extension("seg.tmp");
+        let context = || format!("creating segment {}", path.display());
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).context(context)?;
+        let result = (|| {
+            io.allocate(&file, size)?;
+            write_zeros(&file, 0, size)?;
+            io.write_at(&file, &encode_header(size, base_position, ordinal), 0)?;
+            io.sync_all(&file)?;
+            io.rename(&tmp, &path)?;
+            // IMPORTANT: sync the directory, or the new segment may vanish after a power cut.
+            io.sync_dir(dir)
+        })();
+        if let Err(err) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(context(), err));
+        }
+        Self::map(path, file, base_position, ordinal)
+    }
+
+    /// Opens an existing segment and checks its header.
+    pub fn open(path: &Path) -> Result<Segment> {
+        let file = OpenOptions::new().read(true).write(true).open(path).context(|| format!("opening segment {}", path.display()))?;
+        let len = file.metadata().context(|| format!("reading metadata of {}", path.display()))?.len();
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        if len < SEGMENT_HEADER_LEN as u64 {
+            return Err(Error::corrupt(path, 0, format!("segment file of {len} bytes is shorter than its header")));
+        }
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0).context(|| format!("reading header of {}", path.display()))?;
+        let (size, base_position, ordinal) = decode_header(path, &header)?;
+        if size != len {
+            return Err(Error::corrupt(path, SIZE_OFFSET as u64, format!("header says {size} bytes but the file has {len}")));
+        }
+        Self::map(path.to_owned(), file, base_position, ordinal)
+    }
+
+    fn map(path: PathBuf, file: File, base_position: u64, ordinal: u32) -> Result<Segment> {
+        // SAFETY: the mapping is read-only and shared. Its bytes can change under us only through writes to the
+        // file: ours go (through `pwrite`) only to bytes past the committed end, which no reader is given, and
+        // the directory lock keeps other annals processes out. The file is never shrunk while mapped (a
+        // shrink would turn reads into SIGBUS). Bytes handed out are therefore never modified.
+        let mmap = unsafe { Mmap::map(&file) }.context(|| format!("mapping {}", path.display()))?;
+        Ok(Segment { path, file, map: Bytes::from_owner(mmap), base_position, ordinal })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn base_position(&self) -> u64 {
+        self.base_position
+    }
+
+    pub fn ordinal(&self) -> u32 {
+        self.ordinal
+    }
+
+    /// The whole file's bytes (header included).
+    pub fn bytes(&self) -> &Bytes {
+        &self.map
+    }
+
+    pub fn size(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+fn encode_header(size: u64, base_position: u64, ordinal: u32) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    header[..VERSION_OFFSET].copy_from_slice(MAGIC);
+    header[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[HEADER_LEN_OFFSET..SIZE_OFFSET].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+    header[SIZE_OFFSET..BASE_OFFSET].copy_from_slice(&size.to_le_bytes());
+    header[BASE_OFFSET..ORDINAL_OFFSET].copy_from_slice(&base_position.to_le_bytes());
+    header[ORDINAL_OFFSET..RESERVED_OFFSET].copy_from_slice(&ordinal.to_le_bytes());
+    let crc = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
+    header[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Checks a segment header and returns (size, base position, ordinal).
+fn decode_header(path: &Path, header: &[u8; SEGMENT_HEADER_LEN]) -> Result<(u64, u64, u32)> {
+    if &header[..VERSION_OFFSET] != MAGIC {
+        return Err(Error::corrupt(path, 0, "not an annals segment (bad magic)"));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    if crc32fast::hash(&header[..HEADER_CRC_OFFSET]) != u32_at(HEADER_CRC_OFFSET) {
+        return Err(Error::corrupt(path, HEADER_CRC_OFFSET as u64, "segment header CRC mismatch"));
+    }
+    let version = u32_at(VERSION_OFFSET);
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat { file: path.to_owned(), found: version, supported: FORMAT_VERSION });
+    }
+    if u32_at(HEADER_LEN_OFFSET) as usize != SEGMENT_HEADER_LEN {
+        return Err(Error::corrupt(path, HEADER_LEN_OFFSET as u64, "unexpected segment header length"));
+    }
+    if header[RESERVED_OFFSET..HEADER_CRC_OFFSET].iter().any(|&b| b != 0) {
+        return Err(Error::corrupt(path, RESERVED_OFFSET as u64, "reserved segment header bytes are not zero"));
+    }
+    Ok((u64_at(SIZE_OFFSET), u64_at(BASE_OFFSET), u32_at(ORDINAL_OFFSET)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_then_open_round_trips_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = Segment::create(&Io::default(), dir.path(), 3, 1234, 8192).unwrap();
+        assert_eq!(created.size(), 8192);
+        assert!(created.bytes()[SEGMENT_HEADER_LEN..].iter().all(|&b| b == 0));
+        let opened = Segment::open(created.path()).unwrap();
+        assert_eq!((opened.base_position(), opened.ordinal(), opened.size()), (1234, 3, 8192));
+        assert_eq!(opened.path().file_name().unwrap(), "00000000000000001234.seg");
+    }
+
+    #[test]
+    fn a_damaged_header_is_corrupt_and_a_newer_version_is_unsupported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Segment::create(&Io::default(), dir.path(), 0, 0, 4096).unwrap().path().to_owned();
+        let pristine = std::fs::read(&path).unwrap();
+
+        let mut damaged = pristine.clone();
+        damaged[BASE_OFFSET] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(matches!(Segment::open(&path), Err(Error::Corrupt { .. })));
+
+        let mut newer = pristine.clone();
+        newer[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        let crc = crc32fast::hash(&newer[..HEADER_CRC_OFFSET]);
+        newer[HEADER_CRC_OFFSET..SEGMENT_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &newer).unwrap();
+        assert!(matches!(Segment::open(&path), Err(Error::UnsupportedFormat { found: 2, .. })));
+
+        std::fs::write(&path, &pristine[..100]).unwrap();
+        assert!(matches!(Segment::open(&path), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn locators_round_trip() {
+        assert_eq!(split_locator(locator(7, 4096)), (7, 4096));
+        assert_eq!(split_locator(locator(u32::MAX, u32::MAX)), (u32::MAX, u32::MAX));
+    }
+}

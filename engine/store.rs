@@ -1,0 +1,308 @@
+//! The public `Store`: open and recover a directory, lock it, validate appends and hand them to the writer
+//! thread, and create readers.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use uuid::Uuid;
+
+use crate::error::{Error, IoContext, Result};
+use crate::frame::{self, HEADER_LEN};
+use crate::io::Io;
+use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, StreamSource};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::SEGMENT_HEADER_LEN;
+use crate::writer::{Completion, Part, Queue, Responder, Shared, Txn, Writer};
+use crate::{AppendResult, EventData, ExpectedVersion, Options, StreamAppend, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX};
+
+/// Name of the lock file inside the store directory.
+const LOCK_FILE: &str = "LOCK";
+
+/// An open event store.
+///
+/// `Store` is a cheap handle (`Clone`, `Send + Sync`): clone it into every thread. One writer thread behind it
+/// commits appends from all handles in groups; reads run on the calling thread and never block the writer.
+/// The directory is locked against other opens (in this or another process) until the store is closed or the
+/// last handle is dropped. Dropping the last handle closes the store as [`close`](Self::close) does, ignoring
+/// errors.
+///
+/// ```
+/// use annals::{EventData, ExpectedVersion, Store};
+/// # fn main() -> annals::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// store.append("order-7", ExpectedVersion::Any, &[EventData::new("OrderPlaced", &b"{}"[..])])?;
+/// assert_eq!(store.stream_version("order-7"), Some(0));
+/// assert_eq!(store.head_position(), Some(0));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<Result<()>>>>,
+    lock: Mutex<Option<File>>,
+    report: RecoveryReport,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with default [`Options`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, Options::default())
+    }
+
+    /// Opens (or creates) the store in `dir`: locks it, recovers the log's end (cutting a torn tail), loads or
+    /// rebuilds the index, and starts the writer thread.
+    ///
+    /// Errors: `Locked` if another store has the directory open, `Corrupt` if synced data is damaged,
+    /// `UnsupportedFormat` for files of a newer format, `InvalidOptions`, `Io`.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        validate_options(&options)?;
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).context(|| format!("creating store directory {}", dir.display()))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).context(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
+            Err(std::fs::TryLockError::Error(err)) => return Err(Error::io(format!("locking {}", lock_path.display()), err)),
+        }
+        let io = Io::new(options.fault_injector.clone());
+        let (log, index, state, report) = recovery::recover(&dir, &options, &io)?;
+        let shared = Arc::new(Shared {
+            log: Arc::new(log),
+            index: Arc::new(RwLock::new(index)),
+            committed: AtomicU64::new(state.next_position),
+            poison: Mutex::new(None),
+            queue: Mutex::new(Queue::default()),
+            queue_ready: Condvar::new(),
+            options,
+            io,
+        });
+        let writer = Writer::new(shared.clone(), state);
+        let handle = std::thread::Builder::new()
+            .name("annals-writer".into())
+            .spawn(move || writer.run())
+            .context(|| "starting the writer thread".to_owned())?;
+        Ok(Store { inner: Arc::new(Inner { dir, shared, writer: Mutex::new(Some(handle)), lock: Mutex::new(Some(lock)), report }) })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What recovery did when this store was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// Appends `events` to `stream` atomically (all or none, also across a crash) at consecutive offsets, if
+    /// the stream's state matches `expected`.
+    ///
+    /// Under [`Durability::SyncData`](crate::Durability::SyncData) it returns after the events are on stable
+    /// storage. Errors leave the store unchanged: `WrongExpectedVersion`, `EmptyAppend`, `InvalidStreamName`,
+    /// `InvalidEventType`, `EventTooLarge`, `TransactionTooLarge`; `Poisoned` after a failed sync; `Closed`.
+    ///
+    /// ```
+    /// use annals::{Error, EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// let opened = EventData::new("AccountOpened", &b"{}"[..]);
+    /// store.append("account-1", ExpectedVersion::NoStream, &[opened.clone()]).unwrap();
+    /// let again = store.append("account-1", ExpectedVersion::NoStream, &[opened]);
+    /// assert!(matches!(again, Err(Error::WrongExpectedVersion { actual: Some(0), .. })));
+    /// ```
+    pub fn append(&self, stream: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<AppendResult> {
+        let part = Part { stream: stream.to_owned(), expected, events: events.to_vec() };
+        let mut results = self.submit(vec![part])?;
+        Ok(results.pop().expect("one result per part"))
+    }
+
+    /// Appends to several streams in one atomic transaction: every expected version is checked, one conflict
+    /// fails the whole transaction, and a crash leaves all of it or none. Results come in the order of `appends`.
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Store, StreamAppend};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// let part = |stream: &str, event_type: &str| StreamAppend {
+    ///     stream: stream.into(),
+    ///     expected: ExpectedVersion::Any,
+    ///     events: vec![EventData::new(event_type, &b"{\"amount\":10}"[..])],
+    /// };
+    /// let results = store
+    ///     .append_multi(&[part("account-1", "MoneyWithdrawn"), part("account-2", "MoneyDeposited"), part("transfers", "TransferCompleted")])
+    ///     .unwrap();
+    /// assert_eq!(results[2].first_position, 2);
+    /// ```
+    pub fn append_multi(&self, appends: &[StreamAppend]) -> Result<Vec<AppendResult>> {
+        if appends.is_empty() {
+            return Err(Error::EmptyAppend);
+        }
+        for (i, append) in appends.iter().enumerate() {
+            if appends[..i].iter().any(|earlier| earlier.stream == append.stream) {
+                return Err(Error::DuplicateStream { stream: append.stream.clone() });
+            }
+        }
+        let parts = appends.iter().map(|append| Part { stream: append.stream.clone(), expected: append.expected, events: append.events.clone() }).collect();
+        self.submit(parts)
+    }
+
+    /// Validates a transaction, queues it for the writer, and waits for its result.
+    fn submit(&self, mut parts: Vec<Part>) -> Result<Vec<AppendResult>> {
+        let options = &self.inner.shared.options;
+        let capacity = options.segment_size_bytes - SEGMENT_HEADER_LEN as u64;
+        let event_max = options.event_size_bytes_max.min(capacity);
+        let mut bytes = 0u64;
+        let mut count = 0u64;
+        for part in &mut parts {
+            validate_stream_name(&part.stream)?;
+            if part.events.is_empty() {
+                return Err(Error::EmptyAppend);
+            }
+            for event in &mut part.events {
+                validate_event_type(&event.event_type)?;
+                let size = frame::frame_len(part.stream.len(), event.event_type.len(), event.metadata.len(), event.data.len()) as u64;
+                if size > event_max {
+                    return Err(Error::EventTooLarge { size, max: event_max });
+                }
+                bytes += frame::aligned(size as usize) as u64;
+                count += 1;
+                event.id.get_or_insert_with(Uuid::now_v7);
+            }
+        }
+        if bytes > capacity || count > u64::from(u32::MAX) {
+            return Err(Error::TransactionTooLarge { size: bytes, max: capacity });
+        }
+        let shared = &self.inner.shared;
+        if let Some(poisoned) = shared.poisoned() {
+            return Err(poisoned);
+        }
+        let completion = Completion::new();
+        {
+            let mut queue = shared.queue.lock();
+            if queue.shutdown {
+                return Err(Error::Closed);
+            }
+            queue.txns.push_back(Txn { parts, bytes, responder: Responder::new(&completion) });
+        }
+        shared.queue_ready.notify_one();
+        completion.wait()
+    }
+
+    fn source(&self) -> StreamSource {
+        StreamSource { log: self.inner.shared.log.clone(), index: self.inner.shared.index.clone() }
+    }
+
+    /// The committed events of `stream` from `from_offset` on, in offset order. A stream that does not exist,
+    /// or an offset past its end, yields nothing.
+    ///
+    /// The iterator is a snapshot of the stream when it was created. Reading costs what the stream holds, not
+    /// what the log holds. Each item is an error only if the record on disk is damaged (`Corrupt`).
+    pub fn read_stream(&self, stream: &str, from_offset: u64) -> Result<ReadStream> {
+        validate_stream_name(stream)?;
+        Ok(ReadStream::new(self.source(), stream, from_offset, self.stream_version(stream)))
+    }
+
+    /// The committed events of `stream` from `from_offset` (`None`: its last event) back to offset 0.
+    pub fn read_stream_backwards(&self, stream: &str, from_offset: Option<u64>) -> Result<ReadStreamBackwards> {
+        validate_stream_name(stream)?;
+        Ok(ReadStreamBackwards::new(self.source(), stream, from_offset, self.stream_version(stream)))
+    }
+
+    /// Every committed event of every stream from global position `from_position` on, in position order.
+    pub fn read_all(&self, from_position: u64) -> Result<ReadAll> {
+        let shared = &self.inner.shared;
+        ReadAll::new(shared.log.clone(), from_position, shared.committed.load(Ordering::Acquire))
+    }
+
+    /// The offset of `stream`'s last committed event; `None` if the stream does not exist.
+    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+        let shared = &self.inner.shared;
+        shared.index.read().get(stream, &*shared.log).map(|state| state.last_offset)
+    }
+
+    /// The global position of the last committed event; `None` for an empty store.
+    pub fn head_position(&self) -> Option<u64> {
+        self.inner.shared.committed.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// How many streams exist.
+    pub fn stream_count(&self) -> usize {
+        self.inner.shared.index.read().stream_count()
+    }
+
+    /// Closes the store: waits for queued appends, syncs, writes the index checkpoint, stops the writer
+    /// thread and releases the directory lock. Other handles get `Closed` from then on.
+    pub fn close(self) -> Result<()> {
+        self.inner.shutdown()
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) -> Result<()> {
+        let Some(handle) = self.writer.lock().take() else { return Ok(()) };
+        self.shared.queue.lock().shutdown = true;
+        self.shared.queue_ready.notify_all();
+        let result = match handle.join() {
+            Ok(result) => result,
+            Err(_) => Err(Error::io("closing the store", std::io::Error::other("the writer thread panicked"))),
+        };
+        self.lock.lock().take();
+        result
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn validate_options(options: &Options) -> Result<()> {
+    let invalid = |reason: String| Err(Error::InvalidOptions { reason });
+    let size = options.segment_size_bytes;
+    if !(4096..=u64::from(u32::MAX)).contains(&size) || size % frame::FRAME_ALIGN as u64 != 0 {
+        return invalid(format!("segment_size_bytes must be a multiple of 8 from 4096 to {}, not {size}", u32::MAX));
+    }
+    if options.event_size_bytes_max < (HEADER_LEN + 2) as u64 {
+        return invalid(format!("event_size_bytes_max must be at least {}", HEADER_LEN + 2));
+    }
+    if options.index_interval_events == 0 {
+        return invalid("index_interval_events must be at least 1".into());
+    }
+    if options.batch_bytes_max == 0 {
+        return invalid("batch_bytes_max must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn check_name(name: &str, max: usize) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("must not be empty")
+    } else if name.len() > max {
+        Err("is longer than 1024 bytes")
+    } else if name.chars().any(char::is_control) {
+        Err("must not contain control characters")
+    } else {
+        Ok(())
+    }
+}
+
+fn validate_stream_name(stream: &str) -> Result<()> {
+    check_name(stream, STREAM_NAME_BYTES_MAX).map_err(|reason| Error::InvalidStreamName { name: stream.to_owned(), reason })
+}
+
+fn validate_event_type(event_type: &str) -> Result<()> {
+    check_name(event_type, EVENT_TYPE_BYTES_MAX).map_err(|reason| Error::InvalidEventType { event_type: event_type.to_owned(), reason })
+}

@@ -1,0 +1,453 @@
+//! The group-commit writer thread: appenders queue transactions; the thread takes everything pending (up to
+//! `batch_bytes_max`), checks expected versions in order, encodes the frames into one buffer, writes it with
+//! one `pwrite`, syncs once, publishes the new head to readers, and wakes every appender with its own result.
+//!
+//! Nothing waits on a timer when one appender is alone: the thread sleeps only while the queue is empty.
+//! While it syncs, new transactions pile up and form the next group.
+//!
+//! A failed write or sync poisons the store: that group and every later append get `Poisoned`. No appender can
+//! wait forever: a [`Responder`] that is dropped unanswered (writer shut down or panicked) answers `Closed`.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::checkpoint;
+use crate::error::{Error, Result};
+use crate::frame::{self, Header, NO_PREV};
+use crate::index::Index;
+use crate::io::Io;
+use crate::log::Log;
+use crate::segment::{locator, Segment, SEGMENT_HEADER_LEN};
+use crate::{AppendResult, Durability, EventData, ExpectedVersion, Options};
+
+/// One validated stream part of a transaction. Every event has its id assigned.
+pub(crate) struct Part {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<EventData>,
+}
+
+/// One atomic append, as queued.
+pub(crate) struct Txn {
+    pub parts: Vec<Part>,
+    /// Encoded bytes of all its frames, padding included.
+    pub bytes: u64,
+    pub responder: Responder,
+}
+
+/// Where an appender waits for its transaction's result.
+pub(crate) struct Completion {
+    result: Mutex<Option<Result<Vec<AppendResult>>>>,
+    ready: Condvar,
+}
+
+impl Completion {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Completion { result: Mutex::new(None), ready: Condvar::new() })
+    }
+
+    /// Blocks until the writer answers.
+    pub fn wait(&self) -> Result<Vec<AppendResult>> {
+        let mut result = self.result.lock();
+        loop {
+            if let Some(result) = result.take() {
+                return result;
+            }
+            self.ready.wait(&mut result);
+        }
+    }
+}
+
+/// The writer's end of a [`Completion`]. Answers `Closed` if dropped unanswered.
+pub(crate) struct Responder(Option<Arc<Completion>>);
+
+impl Responder {
+    pub fn new(completion: &Arc<Completion>) -> Self {
+        Responder(Some(completion.clone()))
+    }
+
+    pub fn send(mut self, result: Result<Vec<AppendResult>>) {
+        let completion = self.0.take().expect("a responder answers once");
+        *completion.result.lock() = Some(result);
+        completion.ready.notify_one();
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(completion) = self.0.take() {
+            *completion.result.lock() = Some(Err(Error::Closed));
+            completion.ready.notify_one();
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub txns: VecDeque<Txn>,
+    pub shutdown: bool,
+}
+
+/// What the store and its writer thread share. `Send + Sync`.
+pub(crate) struct Shared {
+    pub log: Arc<Log>,
+    pub index: Arc<RwLock<Index>>,
+    /// Positions below this are committed (under `SyncData`: durable) and visible to readers.
+    pub committed: AtomicU64,
+    pub poison: Mutex<Option<Arc<io::Error>>>,
+    pub queue: Mutex<Queue>,
+    pub queue_ready: Condvar,
+    pub options: Options,
+    pub io: Io,
+}
+
+impl Shared {
+    pub fn poisoned(&self) -> Option<Error> {
+        self.poison.lock().as_ref().map(|cause| Error::Poisoned { cause: cause.clone() })
+    }
+
+    fn poison(&self, cause: io::Error) -> Arc<io::Error> {
+        self.poison.lock().get_or_insert_with(|| Arc::new(cause)).clone()
+    }
+}
+
+/// The writer thread's own state: where the log ends.
+pub(crate) struct WriterState {
+    pub active: Arc<Segment>,
+    /// Where the next frame goes in `active`.
+    pub write_at: u64,
+    pub next_position: u64,
+    /// Locator of the record at `next_position - 1`, or `NO_PREV`.
+    pub last_locator: u64,
+    pub last_timestamp: u64,
+}
+
+/// What one transaction came to within a group.
+enum Outcome {
+    Committed(Vec<AppendResult>),
+    Failed(Error),
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    state: WriterState,
+    /// Positions below this are on stable storage.
+    synced_next: u64,
+    buffer: Vec<u8>,
+}
+
+enum Work {
+    Group(Vec<Txn>),
+    Flush,
+    Shutdown,
+}
+
+impl Writer {
+    pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
+        let synced_next = state.next_position;
+        Writer { shared, state, synced_next, buffer: Vec::new() }
+    }
+
+    /// The thread's body. Returns when the store shuts down and the queue is empty; the final checkpoint's
+    /// failure is returned to `close`.
+    pub fn run(mut self) -> Result<()> {
+        loop {
+            match self.next_work() {
+                Work::Group(txns) => self.commit(txns),
+                Work::Flush => {
+                    let _ = self.sync();
+                }
+                Work::Shutdown => break,
+            }
+        }
+        if let Some(poisoned) = self.shared.poisoned() {
+            return Err(poisoned);
+        }
+        self.sync()?;
+        self.checkpoint()
+    }
+
+    /// Waits for work: a group of transactions, a due background flush, or shutdown.
+    fn next_work(&mut self) -> Work {
+        let mut queue = self.shared.queue.lock();
+        let flush_due = match self.shared.options.durability {
+            Durability::Buffer { flush_interval } => Some(Instant::now() + flush_interval),
+            Durability::SyncData => None,
+        };
+        loop {
+            if !queue.txns.is_empty() {
+                let mut bytes = 0;
+                let mut group = Vec::new();
+                while let Some(txn) = queue.txns.front() {
+                    if !group.is_empty() && bytes + txn.bytes > self.shared.options.batch_bytes_max {
+                        break;
+                    }
+                    bytes += txn.bytes;
+                    group.push(queue.txns.pop_front().expect("front exists"));
+                }
+                return Work::Group(group);
+            }
+            if queue.shutdown {
+                return Work::Shutdown;
+            }
+            let dirty = self.synced_next < self.state.next_position;
+            match flush_due {
+                Some(due) if dirty => {
+                    if self.shared.queue_ready.wait_until(&mut queue, due).timed_out() {
+                        return Work::Flush;
+                    }
+                }
+                _ => self.shared.queue_ready.wait(&mut queue),
+            }
+        }
+    }
+
+    /// Commits one group: validate, encode, write, sync once, publish, answer.
+    fn commit(&mut self, txns: Vec<Txn>) {
+        if let Some(poisoned) = self.shared.poisoned() {
+            for txn in txns {
+                txn.responder.send(Err(clone_error(&poisoned)));
+            }
+            return;
+        }
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        // Timestamps never go backwards, whatever the wall clock does.
+        let timestamp = now.max(self.state.last_timestamp);
+        self.state.last_timestamp = timestamp;
+
+        let mut responders = Vec::with_capacity(txns.len());
+        let mut bodies = Vec::with_capacity(txns.len());
+        for txn in txns {
+            responders.push(txn.responder);
+            bodies.push((txn.parts, txn.bytes));
+        }
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(bodies.len());
+        // Streams touched by this group: last offset and head locator after the staged writes.
+        let mut staged: HashMap<&str, (u64, u64)> = HashMap::new();
+        // Index updates to publish after the sync: (txn, part, offset, locator).
+        let mut records: Vec<(usize, usize, u64, u64)> = Vec::new();
+        let mut rolled = false;
+        let mut roll_failure: Option<io::Error> = None;
+        self.buffer.clear();
+
+        let shared = self.shared.clone();
+        let index = shared.index.read();
+        for (txn_no, (parts, bytes)) in bodies.iter().enumerate() {
+            if let Some(err) = &roll_failure {
+                outcomes.push(Outcome::Failed(Error::io("creating the next segment", clone_io(err))));
+                continue;
+            }
+            // Check every expectation first: one conflict fails the whole transaction.
+            let mut heads = Vec::with_capacity(parts.len());
+            let mut conflict = None;
+            for part in parts {
+                let current = staged
+                    .get(part.stream.as_str())
+                    .copied()
+                    .or_else(|| index.get(&part.stream, &*shared.log).map(|state| (state.last_offset, state.head)));
+                let actual = current.map(|(offset, _)| offset);
+                if !part.expected.admits(actual) {
+                    conflict = Some(Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual });
+                    break;
+                }
+                heads.push(current);
+            }
+            if let Some(err) = conflict {
+                outcomes.push(Outcome::Failed(err));
+                continue;
+            }
+            // A transaction never spans segments: roll first if it does not fit.
+            let end = self.state.write_at + self.buffer.len() as u64 + bytes;
+            if end > self.state.active.size() {
+                if self.state.write_at == SEGMENT_HEADER_LEN as u64 && self.buffer.is_empty() {
+                    // An empty segment (created with a smaller size) can not roll: its successor would get the
+                    // same base position.
+                    let max = self.state.active.size() - SEGMENT_HEADER_LEN as u64;
+                    outcomes.push(Outcome::Failed(Error::TransactionTooLarge { size: *bytes, max }));
+                    continue;
+                }
+                match self.roll() {
+                    Ok(()) => rolled = true,
+                    Err(RollError::Poisoned(cause)) => {
+                        drop(index);
+                        return self.fail_all(responders, cause);
+                    }
+                    Err(RollError::Create(err)) => {
+                        outcomes.push(Outcome::Failed(Error::io("creating the next segment", clone_io(&err))));
+                        roll_failure = Some(err);
+                        continue;
+                    }
+                }
+            }
+            let events: u32 = parts.iter().map(|part| part.events.len() as u32).sum();
+            let mut txn_after = events;
+            let mut results = Vec::with_capacity(parts.len());
+            for (part_no, (part, head)) in parts.iter().zip(heads).enumerate() {
+                let (mut offset, mut prev) = match head {
+                    Some((last, head)) => (last + 1, head),
+                    None => (0, NO_PREV),
+                };
+                let first = (offset, self.state.next_position);
+                for event in &part.events {
+                    txn_after -= 1;
+                    let here = locator(self.state.active.ordinal(), (self.state.write_at as usize + self.buffer.len()) as u32);
+                    let header = Header {
+                        position: self.state.next_position,
+                        offset,
+                        prev,
+                        synced_before: self.synced_next,
+                        timestamp_nanos: timestamp,
+                        event_id: event.id.expect("ids are assigned before queueing"),
+                        txn_after,
+                        codec: event.codec,
+                    };
+                    frame::encode(&mut self.buffer, &header, &part.stream, &event.event_type, &event.metadata, &event.data);
+                    records.push((txn_no, part_no, offset, here));
+                    prev = here;
+                    self.state.last_locator = here;
+                    self.state.next_position += 1;
+                    offset += 1;
+                }
+                staged.insert(part.stream.as_str(), (offset - 1, prev));
+                results.push(AppendResult {
+                    first_offset: first.0,
+                    last_offset: offset - 1,
+                    first_position: first.1,
+                    last_position: self.state.next_position - 1,
+                });
+            }
+            outcomes.push(Outcome::Committed(results));
+        }
+        drop(index);
+
+        if let Err(cause) = self.write_buffer().and_then(|()| match self.shared.options.durability {
+            Durability::SyncData => self.sync_active(),
+            Durability::Buffer { .. } => Ok(()),
+        }) {
+            let cause = self.shared.poison(cause);
+            return self.fail_all(responders, cause);
+        }
+
+        // Publish: the index first, then the head position readers of the whole log go by.
+        {
+            let mut index = self.shared.index.write();
+            for &(txn_no, part_no, offset, here) in &records {
+                index.record(&bodies[txn_no].0[part_no].stream, offset, here, &*self.shared.log);
+            }
+        }
+        self.shared.committed.store(self.state.next_position, Ordering::Release);
+        for (responder, outcome) in responders.into_iter().zip(outcomes) {
+            responder.send(match outcome {
+                Outcome::Committed(results) => Ok(results),
+                Outcome::Failed(err) => Err(err),
+            });
+        }
+        if rolled {
+            // The checkpoint is an optimization (the log is the truth): a failure here only makes the next
+            // open scan more.
+            let _ = self.checkpoint();
+        }
+    }
+
+    fn fail_all(&mut self, responders: Vec<Responder>, cause: Arc<io::Error>) {
+        for responder in responders {
+            responder.send(Err(Error::Poisoned { cause: cause.clone() }));
+        }
+    }
+
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        assert!(self.state.write_at + self.buffer.len() as u64 <= self.state.active.size(), "a group never overflows its segment");
+        self.shared.io.write_at(self.state.active.file(), &self.buffer, self.state.write_at)?;
+        self.state.write_at += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> io::Result<()> {
+        self.shared.io.sync_data(self.state.active.file())?;
+        self.synced_next = self.state.next_position;
+        Ok(())
+    }
+
+    /// Syncs whatever is written but not yet synced (background flush, shutdown, checkpoint).
+    fn sync(&mut self) -> Result<()> {
+        if let Some(poisoned) = self.shared.poisoned() {
+            return Err(poisoned);
+        }
+        if self.synced_next < self.state.next_position {
+            if let Err(cause) = self.sync_active() {
+                return Err(Error::Poisoned { cause: self.shared.poison(cause) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next one.
+    ///
+    /// IMPORTANT: the sealed segment is written and synced before the next one is created, so a segment file
+    /// exists only when every record before its base is durable. Recovery relies on this.
+    fn roll(&mut self) -> Result<(), RollError> {
+        let poisoned = |this: &Self, cause| RollError::Poisoned(this.shared.poison(cause));
+        self.write_buffer().map_err(|cause| poisoned(self, cause))?;
+        if self.synced_next < self.state.next_position {
+            self.sync_active().map_err(|cause| poisoned(self, cause))?;
+        }
+        let ordinal = self.state.active.ordinal().checked_add(1).ok_or_else(|| RollError::Create(io::Error::other("segment ordinals exhausted")))?;
+        let segment = Segment::create(&self.shared.io, self.shared.log.dir(), ordinal, self.state.next_position, self.shared.options.segment_size_bytes)
+            .map_err(|err| match err {
+                Error::Io { source, .. } => RollError::Create(source),
+                other => RollError::Create(io::Error::other(other.to_string())),
+            })?;
+        let segment = Arc::new(segment);
+        self.shared.log.push(segment.clone());
+        self.state.active = segment;
+        self.state.write_at = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// Writes the index checkpoint for everything committed and synced so far.
+    fn checkpoint(&mut self) -> Result<()> {
+        self.sync()?;
+        let index = self.shared.index.read();
+        let end = locator(self.state.active.ordinal(), self.state.write_at as u32);
+        let covered = checkpoint::Covered {
+            next_position: self.state.next_position,
+            end,
+            last: self.state.last_locator,
+            last_timestamp: self.state.last_timestamp,
+        };
+        checkpoint::write(&self.shared.io, self.shared.log.dir(), &covered, &index, &*self.shared.log)
+    }
+}
+
+enum RollError {
+    /// Sealing the old segment failed: the store is poisoned.
+    Poisoned(Arc<io::Error>),
+    /// Creating the new one failed: nothing is lost, the store stays usable.
+    Create(io::Error),
+}
+
+fn clone_io(err: &io::Error) -> io::Error {
+    match err.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(err.kind(), err.to_string()),
+    }
+}
+
+/// A copy of an error to hand to one more waiter.
+pub(crate) fn clone_error(err: &Error) -> Error {
+    match err {
+        Error::Poisoned { cause } => Error::Poisoned { cause: cause.clone() },
+        Error::Io { context, source } => Error::Io { context: context.clone(), source: clone_io(source) },
+        Error::Closed => Error::Closed,
+        other => Error::io("writer", io::Error::other(other.to_string())),
+    }
+}
