@@ -246,3 +246,46 @@ impl Default for Options {
 }
 
 pub use crate::recovery::RecoveryReport;
+
+/// Entry points for the fuzz targets in `fuzz/`: the decoders over arbitrary bytes. Not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Decodes one frame; must never panic. Returns the frame length on success.
+    pub fn decode_frame(bytes: &[u8]) -> Option<usize> {
+        crate::frame::decode(bytes).ok().map(|frame| frame.len)
+    }
+
+    /// Encodes a frame from parts and decodes it again, asserting the round trip.
+    pub fn round_trip_frame(stream: &str, event_type: &str, metadata: &[u8], data: &[u8], position: u64, offset: u64) {
+        let ok = |name: &str, max| !name.is_empty() && name.len() <= max;
+        if !ok(stream, crate::STREAM_NAME_BYTES_MAX) || !ok(event_type, crate::EVENT_TYPE_BYTES_MAX) {
+            return;
+        }
+        let header = crate::frame::Header {
+            position,
+            offset,
+            prev: crate::frame::NO_PREV,
+            synced_before: position,
+            timestamp_nanos: 1,
+            event_id: uuid::Uuid::nil(),
+            txn_after: 0,
+            codec: 0,
+        };
+        let mut out = Vec::new();
+        crate::frame::encode(&mut out, &header, stream, event_type, metadata, data);
+        let frame = crate::frame::decode(&out).expect("an encoded frame decodes");
+        assert_eq!(frame.header, header);
+        assert_eq!(&out[frame.data], data);
+        assert_eq!(&out[frame.metadata], metadata);
+    }
+
+    /// Decodes an index checkpoint file's bytes; must never panic.
+    pub fn decode_checkpoint(bytes: &[u8]) -> bool {
+        crate::checkpoint::decode(bytes).is_ok()
+    }
+
+    /// The file name of the segment starting at `base_position` (for tests that craft directories).
+    pub fn segment_file_name(base_position: u64) -> String {
+        crate::segment::file_name(base_position)
+    }
+}
