@@ -54,7 +54,8 @@ pub fn write(io: &Io, dir: &Path, covered: &Covered, index: &Index, names: &dyn 
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&index.interval().to_le_bytes());
-    for value in [covered.next_position, covered.end, covered.last, covered.last_timestamp, index.stream_count() as u64] {
+    for value in [covered.next_position, covered.end, covered.last, covered.last_timestamp, index.stream_count() as u64]
+    {
         out.extend_from_slice(&value.to_le_bytes());
     }
     debug_assert_eq!(out.len(), FIXED_LEN);
@@ -104,7 +105,12 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         return Err(format!("format version {version}, expected {FORMAT_VERSION}"));
     }
     let interval = cursor.u32()?;
-    let covered = Covered { next_position: cursor.u64()?, end: cursor.u64()?, last: cursor.u64()?, last_timestamp: cursor.u64()? };
+    let covered = Covered {
+        next_position: cursor.u64()?,
+        end: cursor.u64()?,
+        last: cursor.u64()?,
+        last_timestamp: cursor.u64()?,
+    };
     let count = cursor.u64()?;
     let mut streams = Vec::new();
     for _ in 0..count {

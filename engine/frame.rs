@@ -47,7 +47,7 @@ const RESERVED_OFFSET: usize = CODEC_OFFSET + 1;
 /// Length of the fixed frame header.
 pub const HEADER_LEN: usize = RESERVED_OFFSET + 7;
 const _: () = assert!(HEADER_LEN == 88);
-const _: () = assert!(HEADER_LEN % FRAME_ALIGN == 0);
+const _: () = assert!(HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 
 /// Frames start at multiples of this.
 pub const FRAME_ALIGN: usize = 8;

@@ -49,6 +49,7 @@ enum Slot {
     /// The common case: one stream has this hash; its name is in its records.
     One(StreamState),
     /// Names that share one hash, with their states.
+    #[expect(clippy::box_collection, reason = "boxed, the rare collided form keeps every slot one pointer smaller")]
     Many(Box<Vec<(Box<str>, StreamState)>>),
 }
 
@@ -114,7 +115,7 @@ impl Index {
             assert_eq!(offset, state.last_offset + 1, "stream {stream:?} offsets must be dense");
             state.last_offset = offset;
             state.head = locator;
-            if offset % interval == 0 {
+            if offset.is_multiple_of(interval) {
                 state.sparse.push(locator);
                 debug_assert_eq!(state.sparse.len() as u64, offset / interval);
             }

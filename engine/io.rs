@@ -144,7 +144,9 @@ impl Io {
             _ => return Err(io::Error::other("range overflows off_t")),
         };
         // SAFETY: plain syscall on a file descriptor we own; no memory is passed.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, off, n) };
+        let rc = unsafe {
+            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, off, n)
+        };
         if rc == 0 {
             return Ok(());
         }

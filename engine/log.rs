@@ -77,7 +77,8 @@ impl Log {
         let (ordinal, offset) = split_locator(locator);
         let segment = self.segment(ordinal)?;
         let bytes = segment.bytes();
-        ((offset as usize) < bytes.len() && offset as usize >= SEGMENT_HEADER_LEN).then(|| bytes.slice(offset as usize..))
+        ((offset as usize) < bytes.len() && offset as usize >= SEGMENT_HEADER_LEN)
+            .then(|| bytes.slice(offset as usize..))
     }
 }
 
@@ -88,7 +89,9 @@ pub fn decode_at(segment: &Segment, offset: usize) -> Result<Frame> {
         return Err(Error::corrupt(segment.path(), offset as u64, "record offset outside the segment"));
     }
     frame::decode(&bytes[offset..]).map_err(|err| match err {
-        DecodeError::End => Error::corrupt(segment.path(), offset as u64, "expected a record, found the end of the log"),
+        DecodeError::End => {
+            Error::corrupt(segment.path(), offset as u64, "expected a record, found the end of the log")
+        }
         other => Error::corrupt(segment.path(), offset as u64, other.to_string()),
     })
 }

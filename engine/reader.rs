@@ -128,7 +128,12 @@ impl fmt::Debug for RecordedEvent {
 }
 
 /// Reads one frame at `at` of `segment` and checks it is the expected record.
-fn read_checked(segment: &Segment, at: usize, position: Option<u64>, stream: Option<(&str, u64)>) -> Result<(Frame, RecordedEvent)> {
+fn read_checked(
+    segment: &Segment,
+    at: usize,
+    position: Option<u64>,
+    stream: Option<(&str, u64)>,
+) -> Result<(Frame, RecordedEvent)> {
     let frame = decode_at(segment, at)?;
     let mismatch = |what: String| Error::corrupt(segment.path(), at as u64, what);
     if let Some(expected) = position {
@@ -163,7 +168,8 @@ pub struct ReadAll {
 
 impl ReadAll {
     pub(crate) fn new(log: Arc<Log>, from_position: u64, end_position: u64) -> Result<Self> {
-        let mut reader = ReadAll { log, segment: None, at: 0, next_position: from_position, end_position, segment_end_position: 0 };
+        let mut reader =
+            ReadAll { log, segment: None, at: 0, next_position: from_position, end_position, segment_end_position: 0 };
         if from_position < end_position {
             let segment = reader.log.segment_for_position(from_position);
             reader.enter(segment);
@@ -173,7 +179,8 @@ impl ReadAll {
     }
 
     fn enter(&mut self, segment: Arc<Segment>) {
-        self.segment_end_position = self.log.segment(segment.ordinal() + 1).map_or(u64::MAX, |next| next.base_position());
+        self.segment_end_position =
+            self.log.segment(segment.ordinal() + 1).map_or(u64::MAX, |next| next.base_position());
         self.at = SEGMENT_HEADER_LEN;
         self.next_position = segment.base_position();
         self.segment = Some(segment);
@@ -190,7 +197,11 @@ impl ReadAll {
             if found != self.next_position || len < frame::HEADER_LEN {
                 // Fall back to a full decode for a precise error.
                 decode_at(&segment, self.at)?;
-                return Err(Error::corrupt(segment.path(), self.at as u64, format!("expected position {}, found {found}", self.next_position)));
+                return Err(Error::corrupt(
+                    segment.path(),
+                    self.at as u64,
+                    format!("expected position {}, found {found}", self.next_position),
+                ));
             }
             self.at += frame::aligned(len);
             self.next_position += 1;
@@ -253,7 +264,11 @@ impl StreamSource {
             }
             let (segment, at, frame) = self.log.read(locator)?;
             if frame.header.offset != offset || frame.header.prev == NO_PREV {
-                return Err(Error::corrupt(segment.path(), at as u64, format!("stream {stream:?}: broken back-link at offset {offset}")));
+                return Err(Error::corrupt(
+                    segment.path(),
+                    at as u64,
+                    format!("stream {stream:?}: broken back-link at offset {offset}"),
+                ));
             }
             locator = frame.header.prev;
             offset -= 1;
@@ -262,7 +277,10 @@ impl StreamSource {
 
     fn read(&self, stream: &str, locator: u64, offset: u64) -> Result<(Frame, RecordedEvent)> {
         let (ordinal, at) = crate::segment::split_locator(locator);
-        let segment = self.log.segment(ordinal).ok_or_else(|| Error::corrupt(self.log.dir(), u64::from(at), "locator points into a missing segment"))?;
+        let segment = self
+            .log
+            .segment(ordinal)
+            .ok_or_else(|| Error::corrupt(self.log.dir(), u64::from(at), "locator points into a missing segment"))?;
         read_checked(&segment, at as usize, None, Some((stream, offset)))
     }
 }

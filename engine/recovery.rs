@@ -40,7 +40,12 @@ pub(crate) fn recover(dir: &Path, options: &Options, io: &Io) -> Result<(Log, In
     let mut report = RecoveryReport::default();
 
     let first = log.segment(0).unwrap_or_else(|| log.segments()[0].clone());
-    let mut start = Covered { next_position: first.base_position(), end: locator(first.ordinal(), SEGMENT_HEADER_LEN as u32), last: NO_PREV, last_timestamp: 0 };
+    let mut start = Covered {
+        next_position: first.base_position(),
+        end: locator(first.ordinal(), SEGMENT_HEADER_LEN as u32),
+        last: NO_PREV,
+        last_timestamp: 0,
+    };
     match checkpoint::read(dir) {
         Ok(None) => {}
         Ok(Some(checkpoint)) => match check_checkpoint(&checkpoint, &log, options) {
@@ -76,7 +81,11 @@ fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segme
         } else if path.extension().is_some_and(|ext| ext == SEGMENT_SUFFIX) {
             let segment = Segment::open(&path)?;
             if name != segment::file_name(segment.base_position()) {
-                return Err(Error::corrupt(&path, 0, format!("file name does not match its base position {}", segment.base_position())));
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    format!("file name does not match its base position {}", segment.base_position()),
+                ));
             }
             segments.push(Arc::new(segment));
         }
@@ -90,7 +99,11 @@ fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segme
     }
     for pair in segments.windows(2) {
         if pair[1].ordinal() != pair[0].ordinal() + 1 {
-            return Err(Error::corrupt(pair[1].path(), 0, format!("segment {} is missing before this one", pair[0].ordinal() + 1)));
+            return Err(Error::corrupt(
+                pair[1].path(),
+                0,
+                format!("segment {} is missing before this one", pair[0].ordinal() + 1),
+            ));
         }
         if pair[1].base_position() <= pair[0].base_position() {
             return Err(Error::corrupt(pair[1].path(), 0, "base position does not increase over the previous segment"));
@@ -103,7 +116,10 @@ fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segme
 /// locator it holds lies before its end.
 fn check_checkpoint(checkpoint: &Checkpoint, log: &Log, options: &Options) -> Result<(), String> {
     if checkpoint.interval != options.index_interval_events {
-        return Err(format!("taken with index interval {}, the store now uses {}", checkpoint.interval, options.index_interval_events));
+        return Err(format!(
+            "taken with index interval {}, the store now uses {}",
+            checkpoint.interval, options.index_interval_events
+        ));
     }
     let Covered { next_position, end, last, .. } = checkpoint.covered;
     let (end_ordinal, end_at) = split_locator(end);
@@ -116,12 +132,19 @@ fn check_checkpoint(checkpoint: &Checkpoint, log: &Log, options: &Options) -> Re
             return Err("an empty log must end at the first segment's start".into());
         }
     } else {
-        let (segment, at, frame) = log.read(last).map_err(|err| format!("its last record does not check out: {err}"))?;
+        let (segment, at, frame) =
+            log.read(last).map_err(|err| format!("its last record does not check out: {err}"))?;
         if frame.header.position + 1 != next_position {
-            return Err(format!("its last record has position {}, expected {}", frame.header.position, next_position - 1));
+            return Err(format!(
+                "its last record has position {}, expected {}",
+                frame.header.position,
+                next_position - 1
+            ));
         }
         let after = locator(segment.ordinal(), (at + frame.stride()) as u32);
-        let rolled = end_at as usize == SEGMENT_HEADER_LEN && end_ordinal == segment.ordinal() + 1 && end_segment.base_position() == next_position;
+        let rolled = end_at as usize == SEGMENT_HEADER_LEN
+            && end_ordinal == segment.ordinal() + 1
+            && end_segment.base_position() == next_position;
         if end != after && !rolled {
             return Err("its end does not follow its last record".into());
         }
@@ -153,7 +176,14 @@ struct Pending {
 }
 
 /// Replays records from `start` to the end of the log into `index`; cuts and zeroes a torn tail.
-fn replay(log: &Log, index: &mut Index, start: Covered, options: &Options, io: &Io, report: &mut RecoveryReport) -> Result<WriterState> {
+fn replay(
+    log: &Log,
+    index: &mut Index,
+    start: Covered,
+    options: &Options,
+    io: &Io,
+    report: &mut RecoveryReport,
+) -> Result<WriterState> {
     let segments = log.segments();
     let (start_ordinal, start_at) = split_locator(start.end);
     let mut next_position = start.next_position;
@@ -167,7 +197,10 @@ fn replay(log: &Log, index: &mut Index, start: Covered, options: &Options, io: &
             return Err(Error::corrupt(
                 segment.path(),
                 0,
-                format!("segment starts at position {} but the log before it ends at {next_position}", segment.base_position()),
+                format!(
+                    "segment starts at position {} but the log before it ends at {next_position}",
+                    segment.base_position()
+                ),
             ));
         }
         let bytes = segment.bytes();
@@ -221,9 +254,10 @@ fn replay(log: &Log, index: &mut Index, start: Covered, options: &Options, io: &
             let problem = match (&stop, pending.first()) {
                 (Some(reason), _) => Some((at, reason.clone())),
                 (None, Some(first)) => Some((first.at, "incomplete transaction in a sealed segment".to_owned())),
-                (None, None) if next_position != successor_base => {
-                    Some((at, format!("segment ends at position {next_position}, its successor starts at {successor_base}")))
-                }
+                (None, None) if next_position != successor_base => Some((
+                    at,
+                    format!("segment ends at position {next_position}, its successor starts at {successor_base}"),
+                )),
                 (None, None) => None,
             };
             if let Some((offset, reason)) = problem {
@@ -237,7 +271,9 @@ fn replay(log: &Log, index: &mut Index, start: Covered, options: &Options, io: &
                 return Err(Error::corrupt(
                     segment.path(),
                     at as u64,
-                    format!("{reason}; the record at byte {proof} was written after position {next_position} was synced"),
+                    format!(
+                        "{reason}; the record at byte {proof} was written after position {next_position} was synced"
+                    ),
                 ));
             }
         }
@@ -246,7 +282,8 @@ fn replay(log: &Log, index: &mut Index, start: Covered, options: &Options, io: &
         let cut = committed.0;
         if stop.is_some() || !pending.is_empty() || bytes[cut..].iter().take(4096).any(|&b| b != 0) {
             let len = segment.size() - cut as u64;
-            io.zero_range(segment.file(), cut as u64, len).context(|| format!("cutting the torn tail of {}", segment.path().display()))?;
+            io.zero_range(segment.file(), cut as u64, len)
+                .context(|| format!("cutting the torn tail of {}", segment.path().display()))?;
             io.sync_data(segment.file()).context(|| format!("syncing {}", segment.path().display()))?;
             report.tail_bytes_cut = (at.max(cut) - cut) as u64;
         }
@@ -271,7 +308,10 @@ fn apply(log: &Log, index: &mut Index, segment: &Segment, record: &Pending) -> R
         return Err(Error::corrupt(
             segment.path(),
             record.at as u64,
-            format!("record of stream {:?} has offset {} (expected {expected_offset}) or a wrong back-link", record.stream, record.offset),
+            format!(
+                "record of stream {:?} has offset {} (expected {expected_offset}) or a wrong back-link",
+                record.stream, record.offset
+            ),
         ));
     }
     index.record(&record.stream, record.offset, record.locator, log);

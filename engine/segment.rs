@@ -97,16 +97,25 @@ impl Segment {
 
     /// Opens an existing segment and checks its header.
     pub fn open(path: &Path) -> Result<Segment> {
-        let file = OpenOptions::new().read(true).write(true).open(path).context(|| format!("opening segment {}", path.display()))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .context(|| format!("opening segment {}", path.display()))?;
         let len = file.metadata().context(|| format!("reading metadata of {}", path.display()))?.len();
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         if len < SEGMENT_HEADER_LEN as u64 {
             return Err(Error::corrupt(path, 0, format!("segment file of {len} bytes is shorter than its header")));
         }
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0).context(|| format!("reading header of {}", path.display()))?;
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
+            .context(|| format!("reading header of {}", path.display()))?;
         let (size, base_position, ordinal) = decode_header(path, &header)?;
         if size != len {
-            return Err(Error::corrupt(path, SIZE_OFFSET as u64, format!("header says {size} bytes but the file has {len}")));
+            return Err(Error::corrupt(
+                path,
+                SIZE_OFFSET as u64,
+                format!("header says {size} bytes but the file has {len}"),
+            ));
         }
         Self::map(path.to_owned(), file, base_position, ordinal)
     }

@@ -17,7 +17,9 @@ use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, StreamSource};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::writer::{Completion, Part, Queue, Responder, Shared, Txn, Writer};
-use crate::{AppendResult, EventData, ExpectedVersion, Options, StreamAppend, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX};
+use crate::{
+    AppendResult, EventData, ExpectedVersion, Options, StreamAppend, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX,
+};
 
 /// Name of the lock file inside the store directory.
 const LOCK_FILE: &str = "LOCK";
@@ -70,11 +72,18 @@ impl Store {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).context(|| format!("creating store directory {}", dir.display()))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).context(|| format!("opening {}", lock_path.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .context(|| format!("opening {}", lock_path.display()))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
-            Err(std::fs::TryLockError::Error(err)) => return Err(Error::io(format!("locking {}", lock_path.display()), err)),
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(Error::io(format!("locking {}", lock_path.display()), err))
+            }
         }
         let io = Io::new(options.fault_injector.clone());
         let (log, index, state, report) = recovery::recover(&dir, &options, &io)?;
@@ -93,7 +102,15 @@ impl Store {
             .name("annals-writer".into())
             .spawn(move || writer.run())
             .context(|| "starting the writer thread".to_owned())?;
-        Ok(Store { inner: Arc::new(Inner { dir, shared, writer: Mutex::new(Some(handle)), lock: Mutex::new(Some(lock)), report }) })
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir,
+                shared,
+                writer: Mutex::new(Some(handle)),
+                lock: Mutex::new(Some(lock)),
+                report,
+            }),
+        })
     }
 
     /// The store's directory.
@@ -154,7 +171,14 @@ impl Store {
                 return Err(Error::DuplicateStream { stream: append.stream.clone() });
             }
         }
-        let parts = appends.iter().map(|append| Part { stream: append.stream.clone(), expected: append.expected, events: append.events.clone() }).collect();
+        let parts = appends
+            .iter()
+            .map(|append| Part {
+                stream: append.stream.clone(),
+                expected: append.expected,
+                events: append.events.clone(),
+            })
+            .collect();
         self.submit(parts)
     }
 
@@ -172,7 +196,9 @@ impl Store {
             }
             for event in &mut part.events {
                 validate_event_type(&event.event_type)?;
-                let size = frame::frame_len(part.stream.len(), event.event_type.len(), event.metadata.len(), event.data.len()) as u64;
+                let size =
+                    frame::frame_len(part.stream.len(), event.event_type.len(), event.metadata.len(), event.data.len())
+                        as u64;
                 if size > event_max {
                     return Err(Error::EventTooLarge { size, max: event_max });
                 }
@@ -272,7 +298,7 @@ impl Drop for Inner {
 fn validate_options(options: &Options) -> Result<()> {
     let invalid = |reason: String| Err(Error::InvalidOptions { reason });
     let size = options.segment_size_bytes;
-    if !(4096..=u64::from(u32::MAX)).contains(&size) || size % frame::FRAME_ALIGN as u64 != 0 {
+    if !(4096..=u64::from(u32::MAX)).contains(&size) || !size.is_multiple_of(frame::FRAME_ALIGN as u64) {
         return invalid(format!("segment_size_bytes must be a multiple of 8 from 4096 to {}, not {size}", u32::MAX));
     }
     if options.event_size_bytes_max < (HEADER_LEN + 2) as u64 {
@@ -300,9 +326,11 @@ fn check_name(name: &str, max: usize) -> Result<(), &'static str> {
 }
 
 fn validate_stream_name(stream: &str) -> Result<()> {
-    check_name(stream, STREAM_NAME_BYTES_MAX).map_err(|reason| Error::InvalidStreamName { name: stream.to_owned(), reason })
+    check_name(stream, STREAM_NAME_BYTES_MAX)
+        .map_err(|reason| Error::InvalidStreamName { name: stream.to_owned(), reason })
 }
 
 fn validate_event_type(event_type: &str) -> Result<()> {
-    check_name(event_type, EVENT_TYPE_BYTES_MAX).map_err(|reason| Error::InvalidEventType { event_type: event_type.to_owned(), reason })
+    check_name(event_type, EVENT_TYPE_BYTES_MAX)
+        .map_err(|reason| Error::InvalidEventType { event_type: event_type.to_owned(), reason })
 }

@@ -252,7 +252,11 @@ impl Writer {
                     .or_else(|| index.get(&part.stream, &*shared.log).map(|state| (state.last_offset, state.head)));
                 let actual = current.map(|(offset, _)| offset);
                 if !part.expected.admits(actual) {
-                    conflict = Some(Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual });
+                    conflict = Some(Error::WrongExpectedVersion {
+                        stream: part.stream.clone(),
+                        expected: part.expected,
+                        actual,
+                    });
                     break;
                 }
                 heads.push(current);
@@ -295,7 +299,8 @@ impl Writer {
                 let first = (offset, self.state.next_position);
                 for event in &part.events {
                     txn_after -= 1;
-                    let here = locator(self.state.active.ordinal(), (self.state.write_at as usize + self.buffer.len()) as u32);
+                    let here =
+                        locator(self.state.active.ordinal(), (self.state.write_at as usize + self.buffer.len()) as u32);
                     let header = Header {
                         position: self.state.next_position,
                         offset,
@@ -306,7 +311,14 @@ impl Writer {
                         txn_after,
                         codec: event.codec,
                     };
-                    frame::encode(&mut self.buffer, &header, &part.stream, &event.event_type, &event.metadata, &event.data);
+                    frame::encode(
+                        &mut self.buffer,
+                        &header,
+                        &part.stream,
+                        &event.event_type,
+                        &event.metadata,
+                        &event.data,
+                    );
                     records.push((txn_no, part_no, offset, here));
                     prev = here;
                     self.state.last_locator = here;
@@ -364,7 +376,10 @@ impl Writer {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        assert!(self.state.write_at + self.buffer.len() as u64 <= self.state.active.size(), "a group never overflows its segment");
+        assert!(
+            self.state.write_at + self.buffer.len() as u64 <= self.state.active.size(),
+            "a group never overflows its segment"
+        );
         self.shared.io.write_at(self.state.active.file(), &self.buffer, self.state.write_at)?;
         self.state.write_at += self.buffer.len() as u64;
         self.buffer.clear();
@@ -400,12 +415,23 @@ impl Writer {
         if self.synced_next < self.state.next_position {
             self.sync_active().map_err(|cause| poisoned(self, cause))?;
         }
-        let ordinal = self.state.active.ordinal().checked_add(1).ok_or_else(|| RollError::Create(io::Error::other("segment ordinals exhausted")))?;
-        let segment = Segment::create(&self.shared.io, self.shared.log.dir(), ordinal, self.state.next_position, self.shared.options.segment_size_bytes)
-            .map_err(|err| match err {
-                Error::Io { source, .. } => RollError::Create(source),
-                other => RollError::Create(io::Error::other(other.to_string())),
-            })?;
+        let ordinal = self
+            .state
+            .active
+            .ordinal()
+            .checked_add(1)
+            .ok_or_else(|| RollError::Create(io::Error::other("segment ordinals exhausted")))?;
+        let segment = Segment::create(
+            &self.shared.io,
+            self.shared.log.dir(),
+            ordinal,
+            self.state.next_position,
+            self.shared.options.segment_size_bytes,
+        )
+        .map_err(|err| match err {
+            Error::Io { source, .. } => RollError::Create(source),
+            other => RollError::Create(io::Error::other(other.to_string())),
+        })?;
         let segment = Arc::new(segment);
         self.shared.log.push(segment.clone());
         self.state.active = segment;

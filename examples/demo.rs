@@ -7,12 +7,22 @@ fn main() -> annals::Result<()> {
     let before = store.head_position().map_or(0, |head| head + 1);
     for account in 0..3 {
         let stream = format!("account-{account}");
-        store.append(&stream, ExpectedVersion::Any, &[EventData::new("MoneyDeposited", format!("{{\"amount\":{}}}", 10 * (account + 1)))])?;
+        store.append(
+            &stream,
+            ExpectedVersion::Any,
+            &[EventData::new("MoneyDeposited", format!("{{\"amount\":{}}}", 10 * (account + 1)))],
+        )?;
     }
     println!("events before this run: {before}, after: {}", store.head_position().map_or(0, |head| head + 1));
     for event in store.read_stream("account-1", 0)? {
         let event = event?;
-        println!("account-1 #{} at position {}: {} {}", event.offset(), event.position(), event.event_type(), String::from_utf8_lossy(event.data()));
+        println!(
+            "account-1 #{} at position {}: {} {}",
+            event.offset(),
+            event.position(),
+            event.event_type(),
+            String::from_utf8_lossy(event.data())
+        );
     }
     store.close()
 }

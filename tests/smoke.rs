@@ -10,7 +10,10 @@ fn smoke() {
     }
     let all: Vec<_> = store.read_all(0).unwrap().map(|e| e.unwrap()).collect();
     assert_eq!(all.len(), 200);
-    for (i, e) in all.iter().enumerate() { assert_eq!(e.position(), i as u64); assert_eq!(e.data().as_ref(), format!("e{i}").as_bytes()); }
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.position(), i as u64);
+        assert_eq!(e.data().as_ref(), format!("e{i}").as_bytes());
+    }
     let s3: Vec<_> = store.read_stream("s-3", 5).unwrap().map(|e| e.unwrap().offset()).collect();
     assert_eq!(s3, (5..29).collect::<Vec<_>>());
     let back: Vec<_> = store.read_stream_backwards("s-3", Some(10)).unwrap().map(|e| e.unwrap().offset()).collect();
