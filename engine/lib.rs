@@ -43,6 +43,7 @@ mod reader;
 mod recovery;
 mod segment;
 mod store;
+mod verify;
 mod writer;
 
 use std::fmt;
@@ -55,6 +56,7 @@ pub use crate::error::{Error, Result};
 pub use crate::io::{FaultInjector, IoOp};
 pub use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
 pub use crate::store::Store;
+pub use crate::verify::VerifyReport;
 
 /// Longest stream name, in bytes of UTF-8.
 pub const STREAM_NAME_BYTES_MAX: usize = frame::STREAM_NAME_BYTES_MAX;

@@ -71,17 +71,17 @@ pub struct Segment {
 
 impl Segment {
     /// Creates a segment: temporary name, reserve and zero the space, header, sync, rename, sync the directory.
-    ///
-    /// The zeros matter twice: the space reads as the end of the log until frames land there, and ext4 syncs
-    /// writes into already-written blocks as pure data overwrites (faster than into unwritten extents).
     pub fn create(io: &Io, dir: &Path, ordinal: u32, base_position: u64, size: u64) -> Result<Segment> {
+        let spare = Spare::prepare(io, dir, &format!("{}.tmp", file_name(base_position)), size)?;
+        Segment::install(io, dir, spare, ordinal, base_position)
+    }
+
+    /// Turns a prepared spare file into the segment starting at `base_position`: header, sync, rename, sync
+    /// the directory. Only the header is written here; the slow part (reserving and zeroing) is done.
+    pub fn install(io: &Io, dir: &Path, spare: Spare, ordinal: u32, base_position: u64) -> Result<Segment> {
         let path = dir.join(file_name(base_position));
-        let tmp = path.with_extension("seg.tmp");
-        let context = || format!("creating segment {}", path.display());
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).context(context)?;
+        let Spare { file, tmp, size } = spare;
         let result = (|| {
-            io.allocate(&file, size)?;
-            write_zeros(&file, 0, size)?;
             io.write_at(&file, &encode_header(size, base_position, ordinal), 0)?;
             io.sync_all(&file)?;
             io.rename(&tmp, &path)?;
@@ -90,7 +90,7 @@ impl Segment {
         })();
         if let Err(err) = result {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Error::io(context(), err));
+            return Err(Error::io(format!("creating segment {}", path.display()), err));
         }
         Self::map(path, file, base_position, ordinal)
     }
@@ -152,6 +152,36 @@ impl Segment {
 
     pub fn file(&self) -> &File {
         &self.file
+    }
+}
+
+/// A file of a segment's size, reserved and zero-filled under a temporary name, not yet a segment. Made ahead
+/// of time (off the writer's hot path) so that rolling to a new segment costs a header write and two syncs.
+#[derive(Debug)]
+pub struct Spare {
+    file: File,
+    tmp: PathBuf,
+    size: u64,
+}
+
+impl Spare {
+    /// Creates `dir/tmp_name`, reserves `size` bytes with `fallocate` and writes zeros over them.
+    ///
+    /// The zeros matter twice: the space reads as the end of the log until frames land there, and ext4 syncs
+    /// writes into already-written blocks as pure data overwrites (faster than into unwritten extents).
+    pub fn prepare(io: &Io, dir: &Path, tmp_name: &str, size: u64) -> Result<Spare> {
+        let tmp = dir.join(tmp_name);
+        let context = || format!("preparing segment file {}", tmp.display());
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).context(context)?;
+        if let Err(err) = io.allocate(&file, size).and_then(|()| write_zeros(&file, 0, size)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(context(), err));
+        }
+        Ok(Spare { file, tmp, size })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
     }
 }
 

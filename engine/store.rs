@@ -100,7 +100,11 @@ impl Store {
         let writer = Writer::new(shared.clone(), state);
         let handle = std::thread::Builder::new()
             .name("annals-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                // However the writer ends (even by a panic), later appends must fail fast, not queue forever.
+                let _refuse = RefuseOnExit(writer.shared());
+                writer.run()
+            })
             .context(|| "starting the writer thread".to_owned())?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -268,6 +272,23 @@ impl Store {
         self.inner.shared.index.read().stream_count()
     }
 
+    /// Walks the whole committed log read-only: checks every record's CRC, the density of positions and
+    /// offsets, every stream's back-links and transaction markers, and every index entry against the log.
+    /// Returns the counts and the first problem found (with file and byte offset); `Err` only if the walk
+    /// itself could not run.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = annals::Store::open(dir.path()).unwrap();
+    /// store.append("s", annals::ExpectedVersion::Any, &[annals::EventData::new("E", &b"x"[..])]).unwrap();
+    /// let report = store.verify().unwrap();
+    /// assert!(report.is_ok());
+    /// assert_eq!(report.records, 1);
+    /// ```
+    pub fn verify(&self) -> Result<crate::VerifyReport> {
+        crate::verify::verify(&self.inner.shared)
+    }
+
     /// Closes the store: waits for queued appends, syncs, writes the index checkpoint, stops the writer
     /// thread and releases the directory lock. Other handles get `Closed` from then on.
     pub fn close(self) -> Result<()> {
@@ -292,6 +313,20 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+/// Marks the queue shut down and drops what is still in it (its appenders get `Closed`) when dropped.
+struct RefuseOnExit(Arc<Shared>);
+
+impl Drop for RefuseOnExit {
+    fn drop(&mut self) {
+        let orphans = {
+            let mut queue = self.0.queue.lock();
+            queue.shutdown = true;
+            std::mem::take(&mut queue.txns)
+        };
+        drop(orphans);
     }
 }
 

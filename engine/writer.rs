@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -22,7 +23,7 @@ use crate::frame::{self, Header, NO_PREV};
 use crate::index::Index;
 use crate::io::Io;
 use crate::log::Log;
-use crate::segment::{locator, Segment, SEGMENT_HEADER_LEN};
+use crate::segment::{locator, Segment, Spare, SEGMENT_HEADER_LEN};
 use crate::{AppendResult, Durability, EventData, ExpectedVersion, Options};
 
 /// One validated stream part of a transaction. Every event has its id assigned.
@@ -139,7 +140,12 @@ pub(crate) struct Writer {
     /// Positions below this are on stable storage.
     synced_next: u64,
     buffer: Vec<u8>,
+    /// The next segment's file, being reserved and zero-filled in the background.
+    spare: Option<JoinHandle<Result<Spare>>>,
 }
+
+/// Name of the spare segment file while it is prepared (removed on open like every `*.tmp`).
+const SPARE_NAME: &str = "spare.seg.tmp";
 
 enum Work {
     Group(Vec<Txn>),
@@ -150,7 +156,29 @@ enum Work {
 impl Writer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
         let synced_next = state.next_position;
-        Writer { shared, state, synced_next, buffer: Vec::new() }
+        let mut writer = Writer { shared, state, synced_next, buffer: Vec::new(), spare: None };
+        writer.prepare_spare();
+        writer
+    }
+
+    /// Starts preparing the next segment's file in the background.
+    fn prepare_spare(&mut self) {
+        let (io, dir, size) =
+            (self.shared.io.clone(), self.shared.log.dir().to_owned(), self.shared.options.segment_size_bytes);
+        // If no thread can be started, the roll creates the segment itself.
+        self.spare = std::thread::Builder::new()
+            .name("annals-segment-prep".into())
+            .spawn(move || Spare::prepare(&io, &dir, SPARE_NAME, size))
+            .ok();
+    }
+
+    /// The prepared spare file, if its preparation succeeded.
+    fn take_spare(&mut self) -> Option<Spare> {
+        self.spare.take()?.join().ok()?.ok()
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// The thread's body. Returns when the store shuts down and the queue is empty; the final checkpoint's
@@ -421,14 +449,16 @@ impl Writer {
             .ordinal()
             .checked_add(1)
             .ok_or_else(|| RollError::Create(io::Error::other("segment ordinals exhausted")))?;
-        let segment = Segment::create(
-            &self.shared.io,
-            self.shared.log.dir(),
-            ordinal,
-            self.state.next_position,
-            self.shared.options.segment_size_bytes,
-        )
-        .map_err(|err| match err {
+        let spare = self.take_spare();
+        let (io, dir, base, size) =
+            (&self.shared.io, self.shared.log.dir(), self.state.next_position, self.shared.options.segment_size_bytes);
+        let created = match spare {
+            Some(spare) if spare.size() == size => Segment::install(io, dir, spare, ordinal, base),
+            // No spare (its preparation failed or could not start): create the segment here, which also
+            // reports why it fails.
+            _ => Segment::create(io, dir, ordinal, base, size),
+        };
+        let segment = created.map_err(|err| match err {
             Error::Io { source, .. } => RollError::Create(source),
             other => RollError::Create(io::Error::other(other.to_string())),
         })?;
@@ -436,6 +466,7 @@ impl Writer {
         self.shared.log.push(segment.clone());
         self.state.active = segment;
         self.state.write_at = SEGMENT_HEADER_LEN as u64;
+        self.prepare_spare();
         Ok(())
     }
 
@@ -451,6 +482,19 @@ impl Writer {
             last_timestamp: self.state.last_timestamp,
         };
         checkpoint::write(&self.shared.io, self.shared.log.dir(), &covered, &index, &*self.shared.log)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // IMPORTANT: the spare's thread must be done before the store is unlocked, or it could write into a
+        // directory that another store has opened since.
+        if let Some(spare) = self.spare.take() {
+            if let Ok(Ok(spare)) = spare.join() {
+                drop(spare);
+                let _ = std::fs::remove_file(self.shared.log.dir().join(SPARE_NAME));
+            }
+        }
     }
 }
 

@@ -1,0 +1,119 @@
+//! `Store::verify`: a read-only walk over every committed record that checks every CRC, the density of
+//! positions and offsets, the stream back-links and transaction markers, and every entry of the live index
+//! against an index rebuilt from the log.
+
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::frame::NO_PREV;
+use crate::index::Index;
+use crate::log::decode_at;
+use crate::log::Log;
+use crate::segment::{locator, SEGMENT_HEADER_LEN};
+use crate::writer::Shared;
+
+/// What [`Store::verify`](crate::Store::verify) found.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Segment files walked.
+    pub segments: usize,
+    /// Records checked.
+    pub records: u64,
+    /// Streams found in the log.
+    pub streams: usize,
+    /// Bytes of frames checked (padding included).
+    pub bytes: u64,
+    /// The first problem found (`Corrupt` with file and byte offset), if any. The walk stops there.
+    pub problem: Option<Error>,
+}
+
+impl VerifyReport {
+    /// Whether nothing was wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
+    let committed = shared.committed.load(Ordering::Acquire);
+    let log = &*shared.log;
+    let mut rebuilt = Index::new(shared.options.index_interval_events, u64::MAX);
+    let mut report = VerifyReport::default();
+    let mut position = 0;
+    let segments = log.segments();
+    let mut txn_after_expected: Option<u32> = None;
+    'segments: for (i, segment) in segments.iter().enumerate() {
+        report.segments += 1;
+        if segment.base_position() != position {
+            report.problem = Some(Error::corrupt(
+                segment.path(),
+                0,
+                format!("segment starts at position {}, the log before it ends at {position}", segment.base_position()),
+            ));
+            break;
+        }
+        let end = segments.get(i + 1).map_or(committed, |next| next.base_position().min(committed));
+        let mut at = SEGMENT_HEADER_LEN;
+        while position < end {
+            let frame = match decode_at(segment, at) {
+                Ok(frame) => frame,
+                Err(err) => {
+                    report.problem = Some(err);
+                    break 'segments;
+                }
+            };
+            let header = frame.header;
+            let bytes = &segment.bytes()[at..at + frame.len];
+            let stream = std::str::from_utf8(&bytes[frame.stream.clone()]).expect("decode checked UTF-8");
+            let expected = rebuilt.get(stream, log).map_or((0, NO_PREV), |state| (state.last_offset + 1, state.head));
+            let problem = if header.position != position {
+                Some(format!("expected position {position}, found {}", header.position))
+            } else if (header.offset, header.prev) != expected {
+                Some(format!("stream {stream:?}: offset {} or back-link does not continue the stream", header.offset))
+            } else if txn_after_expected.is_some_and(|txn_after| txn_after != header.txn_after) {
+                Some("transaction marker out of sequence".to_owned())
+            } else {
+                None
+            };
+            if let Some(reason) = problem {
+                report.problem = Some(Error::corrupt(segment.path(), at as u64, reason));
+                break 'segments;
+            }
+            txn_after_expected = header.txn_after.checked_sub(1);
+            rebuilt.record(stream, header.offset, locator(segment.ordinal(), at as u32), log);
+            report.records += 1;
+            report.bytes += frame.stride() as u64;
+            at += frame.stride();
+            position += 1;
+        }
+    }
+    report.streams = rebuilt.stream_count();
+    if report.problem.is_none() && txn_after_expected.is_some() {
+        report.problem = Some(Error::corrupt(log.dir(), 0, "the committed log ends inside a transaction"));
+    }
+    if report.problem.is_none() {
+        report.problem = compare_indexes(&rebuilt, &shared.index.read(), log);
+    }
+    Ok(report)
+}
+
+/// Checks the live index against the rebuilt one. The live one may be ahead (appends since the walk began).
+fn compare_indexes(rebuilt: &Index, live: &Index, log: &Log) -> Option<Error> {
+    let mut problem = None;
+    rebuilt.for_each(log, |name, state| {
+        if problem.is_some() {
+            return;
+        }
+        let consistent = live.get(name, log).is_some_and(|current| {
+            current.last_offset >= state.last_offset
+                && (current.last_offset > state.last_offset || current.head == state.head)
+                && current.sparse.starts_with(&state.sparse)
+        });
+        if !consistent {
+            let reason = format!("the in-memory index entry of stream {name:?} disagrees with the log");
+            problem = Some(Error::corrupt(log.dir(), 0, reason));
+        }
+    });
+    problem
+}
