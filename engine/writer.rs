@@ -156,19 +156,25 @@ enum Work {
 impl Writer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
         let synced_next = state.next_position;
-        let mut writer = Writer { shared, state, synced_next, buffer: Vec::new(), spare: None };
-        writer.prepare_spare();
-        writer
+        Writer { shared, state, synced_next, buffer: Vec::new(), spare: None }
     }
 
-    /// Starts preparing the next segment's file in the background.
+    /// Starts preparing the next segment's file in the background once the active segment is a quarter full:
+    /// early enough to be ready when it fills, late enough not to compete with the appends of a store that
+    /// has just been opened.
+    fn prepare_spare_if_due(&mut self) {
+        if self.spare.is_none() && self.state.write_at > self.state.active.size() / 4 {
+            self.prepare_spare();
+        }
+    }
+
     fn prepare_spare(&mut self) {
         let (io, dir, size) =
             (self.shared.io.clone(), self.shared.log.dir().to_owned(), self.shared.options.segment_size_bytes);
         // If no thread can be started, the roll creates the segment itself.
         self.spare = std::thread::Builder::new()
             .name("annals-segment-prep".into())
-            .spawn(move || Spare::prepare(&io, &dir, SPARE_NAME, size))
+            .spawn(move || Spare::prepare(&io, &dir, SPARE_NAME, size, true))
             .ok();
     }
 
@@ -381,6 +387,7 @@ impl Writer {
             }
         }
         self.shared.committed.store(self.state.next_position, Ordering::Release);
+        self.prepare_spare_if_due();
         for (responder, outcome) in responders.into_iter().zip(outcomes) {
             responder.send(match outcome {
                 Outcome::Committed(results) => Ok(results),
@@ -466,7 +473,6 @@ impl Writer {
         self.shared.log.push(segment.clone());
         self.state.active = segment;
         self.state.write_at = SEGMENT_HEADER_LEN as u64;
-        self.prepare_spare();
         Ok(())
     }
 
