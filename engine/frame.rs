@@ -193,6 +193,12 @@ pub fn peek_position_prev(buf: &[u8]) -> Option<(u64, u64, u64)> {
     Some((u64_at(buf, POSITION_OFFSET), u64_at(buf, STREAM_OFFSET_OFFSET), u64_at(buf, PREV_OFFSET)))
 }
 
+/// UTF-8 validation with a fast path for ASCII, which nearly every stream name and event type is: measured,
+/// `from_utf8` alone was a fifth of the instructions of reading an event.
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+}
+
 /// Decodes and checks the frame at the start of `buf` (which may hold more bytes after it).
 ///
 /// Checks, in order: the length fits the buffer and the header, the CRC, the body lengths add up, the names
@@ -237,10 +243,10 @@ pub fn decode(buf: &[u8]) -> Result<Frame, DecodeError> {
     let event_type = stream.end..stream.end + type_len;
     let metadata = event_type.end..event_type.end + metadata_len;
     let data = metadata.end..metadata.end + data_len;
-    if std::str::from_utf8(&frame[stream.clone()]).is_err() {
+    if !is_utf8(&frame[stream.clone()]) {
         return Err(DecodeError::Invalid("stream name is not UTF-8"));
     }
-    if std::str::from_utf8(&frame[event_type.clone()]).is_err() {
+    if !is_utf8(&frame[event_type.clone()]) {
         return Err(DecodeError::Invalid("event type is not UTF-8"));
     }
     let header = Header {

@@ -141,9 +141,10 @@ fn read_checked(
             return Err(mismatch(format!("expected position {expected}, found {}", frame.header.position)));
         }
     }
-    let event = RecordedEvent::new(segment, at, &frame);
     if let Some((name, offset)) = stream {
-        if event.stream() != name || event.offset() != offset {
+        let found = &segment.bytes()[at..][frame.stream.clone()];
+        if found != name.as_bytes() || frame.header.offset != offset {
+            let event = RecordedEvent::new(segment, at, &frame);
             return Err(mismatch(format!(
                 "expected offset {offset} of stream {name:?}, found offset {} of {:?}",
                 event.offset(),
@@ -151,6 +152,7 @@ fn read_checked(
             )));
         }
     }
+    let event = RecordedEvent::new(segment, at, &frame);
     Ok((frame, event))
 }
 
@@ -237,24 +239,48 @@ impl Iterator for ReadAll {
     }
 }
 
-/// What a stream iterator needs of the store.
+/// What a stream iterator needs of the store, and the segment it read last (consecutive records of a stream
+/// are mostly in the same segment, so most reads skip the segment-list lock).
 #[derive(Clone)]
 pub(crate) struct StreamSource {
     pub log: Arc<Log>,
     pub index: Arc<RwLock<Index>>,
+    pub cached: Option<Arc<Segment>>,
 }
 
 impl StreamSource {
+    pub fn new(log: Arc<Log>, index: Arc<RwLock<Index>>) -> Self {
+        StreamSource { log, index, cached: None }
+    }
+
+    /// The segment a locator points into, and the byte offset within it.
+    fn segment(&mut self, locator: u64) -> Result<(Arc<Segment>, usize)> {
+        let (ordinal, at) = crate::segment::split_locator(locator);
+        match &self.cached {
+            Some(segment) if segment.ordinal() == ordinal => Ok((segment.clone(), at as usize)),
+            _ => {
+                let segment = self.log.segment(ordinal).ok_or_else(|| {
+                    Error::corrupt(self.log.dir(), u64::from(at), "locator points into a missing segment")
+                })?;
+                self.cached = Some(segment.clone());
+                Ok((segment, at as usize))
+            }
+        }
+    }
+
     /// Locators of `stream`'s records from `from` up to `through`: walks `prev` back from the nearest indexed
-    /// record (at most `interval` steps). Returned newest first.
-    fn walk(&self, stream: &str, from: u64, through: u64) -> Result<Vec<u64>> {
+    /// record (fewer than `interval` steps). Returned newest first.
+    ///
+    /// The walk reads only the header fields it follows, without the CRC: every record it finds is fully
+    /// checked (CRC, stream, offset) when it is handed out, so a damaged link surfaces there as `Corrupt`.
+    fn walk(&mut self, stream: &str, from: u64, through: u64) -> Result<Vec<u64>> {
         let (interval, start) = {
             let index = self.index.read();
             let state = index.get(stream, &*self.log).expect("a stream that was read stays in the index");
             (index.interval(), state.walk_start(from, index.interval()))
         };
         let (mut offset, mut locator) = start;
-        let mut locators = Vec::with_capacity(interval as usize);
+        let mut locators = Vec::with_capacity((offset - from + 1).min(u64::from(interval)) as usize);
         loop {
             if offset <= through {
                 locators.push(locator);
@@ -262,26 +288,22 @@ impl StreamSource {
             if offset == from {
                 return Ok(locators);
             }
-            let (segment, at, frame) = self.log.read(locator)?;
-            if frame.header.offset != offset || frame.header.prev == NO_PREV {
-                return Err(Error::corrupt(
-                    segment.path(),
-                    at as u64,
-                    format!("stream {stream:?}: broken back-link at offset {offset}"),
-                ));
+            let (segment, at) = self.segment(locator)?;
+            let links = segment.bytes().get(at..).and_then(frame::peek_position_prev);
+            match links {
+                Some((_, found, prev)) if found == offset && prev != NO_PREV => locator = prev,
+                _ => {
+                    let reason = format!("stream {stream:?}: broken back-link at offset {offset}");
+                    return Err(Error::corrupt(segment.path(), at as u64, reason));
+                }
             }
-            locator = frame.header.prev;
             offset -= 1;
         }
     }
 
-    fn read(&self, stream: &str, locator: u64, offset: u64) -> Result<(Frame, RecordedEvent)> {
-        let (ordinal, at) = crate::segment::split_locator(locator);
-        let segment = self
-            .log
-            .segment(ordinal)
-            .ok_or_else(|| Error::corrupt(self.log.dir(), u64::from(at), "locator points into a missing segment"))?;
-        read_checked(&segment, at as usize, None, Some((stream, offset)))
+    fn read(&mut self, stream: &str, locator: u64, offset: u64) -> Result<(Frame, RecordedEvent)> {
+        let (segment, at) = self.segment(locator)?;
+        read_checked(&segment, at, None, Some((stream, offset)))
     }
 }
 

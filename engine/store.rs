@@ -122,6 +122,15 @@ impl Store {
         &self.inner.dir
     }
 
+    /// The write-side I/O layer (fault injection included) for files written beside the log, such as
+    /// snapshots; `Closed` once the store is closed, because the directory lock is released then.
+    pub(crate) fn io_for_writes(&self) -> Result<&Io> {
+        if self.inner.shared.queue.lock().shutdown {
+            return Err(Error::Closed);
+        }
+        Ok(&self.inner.shared.io)
+    }
+
     /// What recovery did when this store was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report
@@ -231,7 +240,7 @@ impl Store {
     }
 
     fn source(&self) -> StreamSource {
-        StreamSource { log: self.inner.shared.log.clone(), index: self.inner.shared.index.clone() }
+        StreamSource::new(self.inner.shared.log.clone(), self.inner.shared.index.clone())
     }
 
     /// The committed events of `stream` from `from_offset` on, in offset order. A stream that does not exist,
