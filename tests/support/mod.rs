@@ -358,6 +358,12 @@ impl Rng {
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
+
+    /// Random bytes, fewer than `bound` of them.
+    pub fn bytes_below(&mut self, bound: u64) -> Vec<u8> {
+        let len = self.below(bound) as usize;
+        self.bytes(len)
+    }
 }
 
 /// Fails the test unless `result` is `Err(Corrupt)` naming `file` and `offset`.
