@@ -77,6 +77,17 @@ pub enum Error {
         stream: String,
     },
 
+    /// A snapshot was written for an offset the stream has not reached. Nothing was written.
+    #[error("snapshot of stream {stream:?} at offset {offset} is beyond the stream, which {}", describe_actual(*.head))]
+    SnapshotBeyondHead {
+        /// The stream.
+        stream: String,
+        /// The offset the snapshot claimed.
+        offset: u64,
+        /// The stream's last offset, or `None` when the stream does not exist.
+        head: Option<u64>,
+    },
+
     /// The options are not usable (for example a segment too small for one event).
     #[error("invalid options: {reason}")]
     InvalidOptions {

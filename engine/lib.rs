@@ -33,7 +33,9 @@
 //! # }
 //! ```
 
+mod aggregate;
 mod checkpoint;
+mod codec;
 mod error;
 mod frame;
 mod index;
@@ -42,6 +44,7 @@ mod log;
 mod reader;
 mod recovery;
 mod segment;
+mod snapshot;
 mod store;
 mod verify;
 mod writer;
@@ -57,6 +60,18 @@ pub use crate::io::{FaultInjector, IoOp};
 pub use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
 pub use crate::store::Store;
 pub use crate::verify::VerifyReport;
+
+pub use crate::aggregate::{
+    split_event_type, Aggregate, Event, EventCodec, EventError, Loaded, Repository, RepositoryError, Saved,
+    SnapshotPolicy, Upcasters,
+};
+#[cfg(feature = "json")]
+pub use crate::codec::JsonCodec;
+pub use crate::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
+pub use crate::snapshot::{
+    SkipReason, SkippedSnapshot, Snapshot, SnapshotOptions, SnapshotSearch, SNAPSHOTS_KEPT_DEFAULT,
+    SNAPSHOT_FORMAT_VERSION,
+};
 
 /// Longest stream name, in bytes of UTF-8.
 pub const STREAM_NAME_BYTES_MAX: usize = frame::STREAM_NAME_BYTES_MAX;
