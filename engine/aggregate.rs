@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
 use crate::snapshot::{SkipReason, SkippedSnapshot, SnapshotOptions, SNAPSHOTS_KEPT_DEFAULT};
-use crate::{AppendResult, EventData, ExpectedVersion, RecordedEvent, Store};
+use crate::{AppendResult, EventData, ExpectedVersion, RecordedEvent, Store, StreamAppend};
 
 /// A typed domain event: a serde type (usually an enum with one variant per event type) with a schema
 /// version and the upcasters that read its older versions.
@@ -916,6 +916,18 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
             }
         }
         Ok(saved)
+    }
+
+    /// The [`StreamAppend`] that [`save`](Self::save) would make of `events`: the events encoded, expecting
+    /// the loaded version. For changing several aggregates in one atomic [`Store::append_multi`] (a transfer
+    /// between two accounts). `loaded` is not changed and no snapshot is written: load the aggregates again
+    /// to see their new state.
+    pub fn stream_append(&self, loaded: &Loaded<A>, events: &[A::Event]) -> Result<StreamAppend, EventError> {
+        Ok(StreamAppend {
+            stream: loaded.stream.clone(),
+            expected: loaded.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+            events: events.iter().map(|event| self.events.encode(event)).collect::<Result<_, _>>()?,
+        })
     }
 
     /// Loads the aggregate `id`, runs `command` on its state, and saves the events it returns.
