@@ -129,20 +129,15 @@ fn events_over_the_maximum_size_are_refused() {
         || store.append("s", ExpectedVersion::Any, &[event_of_frame_len(1001)]),
         too_large(1001),
     );
-    let metadata_too = EventData::new("t", vec![0u8; 455]).with_metadata(vec![0u8; 456]);
+    let metadata_too = [EventData::new("t", vec![0u8; 455]).with_metadata(vec![0u8; 456])];
     assert_refused(
         &store,
         "metadata counts",
-        || store.append("s", ExpectedVersion::Any, &[metadata_too.clone()]),
+        || store.append("s", ExpectedVersion::Any, &metadata_too),
         too_large(1001),
     );
-    let name_too = EventData::new("t".repeat(900), vec![0u8; 12]);
-    assert_refused(
-        &store,
-        "event type counts",
-        || store.append("s", ExpectedVersion::Any, &[name_too.clone()]),
-        too_large(1001),
-    );
+    let name_too = [EventData::new("t".repeat(900), vec![0u8; 12])];
+    assert_refused(&store, "event type counts", || store.append("s", ExpectedVersion::Any, &name_too), too_large(1001));
     let one_in_many = [event(), event_of_frame_len(5000), event()];
     assert_refused(&store, "one of many", || store.append("s", ExpectedVersion::Any, &one_in_many), too_large(5000));
     let multi = || {
