@@ -22,12 +22,14 @@
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
-use crate::index::{Index, Names, StreamState};
+use crate::index::{Index, Names, Sparse, StreamState};
 use crate::io::Io;
 use crate::segment::FORMAT_VERSION;
 
 /// File name of the checkpoint inside the store directory.
 pub const FILE_NAME: &str = "index.ckpt";
+/// Its temporary name while it is written (`Io::write_file_atomically` replaces the extension).
+pub const TMP_NAME: &str = "index.tmp";
 const MAGIC: &[u8; 8] = b"ANNALIDX";
 const FIXED_LEN: usize = 56;
 
@@ -40,12 +42,12 @@ pub struct Covered {
     pub last_timestamp: u64,
 }
 
-/// A decoded checkpoint.
-#[derive(Debug)]
-pub struct Checkpoint {
+/// The fixed part of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
     pub covered: Covered,
     pub interval: u32,
-    pub streams: Vec<(String, StreamState)>,
+    pub streams: u64,
 }
 
 /// Serializes `index` as of `covered` and writes it atomically.
@@ -64,8 +66,9 @@ pub fn write(io: &Io, dir: &Path, covered: &Covered, index: &Index, names: &dyn 
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&state.last_offset.to_le_bytes());
         out.extend_from_slice(&state.head.to_le_bytes());
-        out.extend_from_slice(&(state.sparse.len() as u32).to_le_bytes());
-        for locator in &state.sparse {
+        let sparse = state.sparse.as_slice();
+        out.extend_from_slice(&(sparse.len() as u32).to_le_bytes());
+        for locator in sparse {
             out.extend_from_slice(&locator.to_le_bytes());
         }
     });
@@ -75,20 +78,25 @@ pub fn write(io: &Io, dir: &Path, covered: &Covered, index: &Index, names: &dyn 
     io.write_file_atomically(&path, &out).context(|| format!("writing checkpoint {}", path.display()))
 }
 
-/// Reads the checkpoint. `Ok(None)` when there is none; `Err(reason)` when it is damaged (the caller then
-/// rebuilds from the log: a checkpoint is never trusted blindly).
-pub fn read(dir: &Path) -> Result<Option<Checkpoint>, String> {
-    let path = dir.join(FILE_NAME);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(format!("unreadable: {err}")),
-    };
-    decode(&bytes).map(Some)
+/// The `last` locator of a checkpoint whose fixed part decodes (for reporting where damage is).
+pub fn last_locator(dir: &Path) -> Option<u64> {
+    let bytes = read(dir).ok()??;
+    decode(&bytes).ok().map(|(summary, _)| summary.covered.last)
 }
 
-/// Decodes a checkpoint's bytes, checking every length. Never panics.
-pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+/// Reads the checkpoint file's bytes: `Ok(None)` when there is none.
+pub fn read(dir: &Path) -> Result<Option<Vec<u8>>, String> {
+    match std::fs::read(dir.join(FILE_NAME)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(format!("unreadable: {err}")),
+    }
+}
+
+/// Decodes a checkpoint's fixed part, after checking the CRC over the whole file. The streams follow from
+/// the returned iterator, as they are decoded (a million streams load without allocating a name); it checks
+/// every length, ends with an error at the first bad one or at trailing bytes, and never panics.
+pub fn decode(bytes: &[u8]) -> Result<(Summary, Streams<'_>), String> {
     if bytes.len() < FIXED_LEN + 4 {
         return Err("shorter than its fixed part".into());
     }
@@ -105,17 +113,32 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         return Err(format!("format version {version}, expected {FORMAT_VERSION}"));
     }
     let interval = cursor.u32()?;
+    if interval == 0 {
+        return Err("index interval 0".into());
+    }
     let covered = Covered {
         next_position: cursor.u64()?,
         end: cursor.u64()?,
         last: cursor.u64()?,
         last_timestamp: cursor.u64()?,
     };
-    let count = cursor.u64()?;
-    let mut streams = Vec::new();
-    for _ in 0..count {
+    let summary = Summary { covered, interval, streams: cursor.u64()? };
+    Ok((summary, Streams { cursor, interval, left: summary.streams, failed: false }))
+}
+
+/// The streams of a checkpoint, decoded one by one. See [`decode`].
+pub struct Streams<'a> {
+    cursor: Cursor<'a>,
+    interval: u32,
+    left: u64,
+    failed: bool,
+}
+
+impl<'a> Streams<'a> {
+    fn decode_one(&mut self) -> Result<(&'a str, StreamState), String> {
+        let cursor = &mut self.cursor;
         let name_len = cursor.u16()? as usize;
-        let name = std::str::from_utf8(cursor.take(name_len)?).map_err(|_| "stream name is not UTF-8")?.to_owned();
+        let name = std::str::from_utf8(cursor.take(name_len)?).map_err(|_| "stream name is not UTF-8")?;
         let last_offset = cursor.u64()?;
         let head = cursor.u64()?;
         let sparse_len = cursor.u32()? as usize;
@@ -123,15 +146,29 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
             return Err("sparse index longer than the file".into());
         }
         let sparse = (0..sparse_len).map(|_| cursor.u64()).collect::<Result<Vec<_>, _>>()?;
-        if interval == 0 || sparse.len() as u64 != last_offset / u64::from(interval) {
+        if sparse.len() as u64 != last_offset / u64::from(self.interval) {
             return Err(format!("stream {name:?}: sparse index does not match its last offset"));
         }
-        streams.push((name, StreamState { last_offset, head, sparse }));
+        Ok((name, StreamState { last_offset, head, sparse: Sparse::from_vec(sparse) }))
     }
-    if cursor.remaining() != 0 {
-        return Err("trailing bytes after the last stream".into());
+}
+
+impl<'a> Iterator for Streams<'a> {
+    type Item = Result<(&'a str, StreamState), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.left == 0 {
+            self.failed = true;
+            return (self.cursor.remaining() != 0).then(|| Err("trailing bytes after the last stream".into()));
+        }
+        self.left -= 1;
+        let item = self.decode_one();
+        self.failed = item.is_err();
+        Some(item)
     }
-    Ok(Checkpoint { covered, interval, streams })
 }
 
 struct Cursor<'a> {

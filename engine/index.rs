@@ -3,10 +3,10 @@
 //!
 //! Streams are keyed by a 64-bit hash of their name (salted per open, never persisted). The name itself is
 //! not kept in memory: it is in every record, so a lookup confirms it by reading the stream's last record.
-//! When two names share a hash, that slot keeps the names beside their states (the rare collided form).
+//! Names that share a hash move to a small side table that keeps them beside their states.
 //!
-//! Memory: a stream with fewer than `interval` events costs one hash-table entry (about 50 bytes); each
-//! further `interval` events add one 8-byte locator.
+//! Memory: a stream with fewer than `interval` events costs one 32-byte hash-table slot plus a control byte
+//! (about 35 to 70 bytes with the table's growth slack); each further `interval` events add one 8-byte locator.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
@@ -19,6 +19,25 @@ pub trait Names {
     fn name(&self, locator: u64) -> String;
 }
 
+/// The locators of a stream's every `interval`-th record: one pointer, null for the many short streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[expect(clippy::box_collection, reason = "one pointer instead of a Vec's three words, in every stream's slot")]
+pub struct Sparse(Option<Box<Vec<u64>>>);
+
+impl Sparse {
+    pub fn from_vec(locators: Vec<u64>) -> Self {
+        Sparse((!locators.is_empty()).then(|| Box::new(locators)))
+    }
+
+    pub fn as_slice(&self) -> &[u64] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn push(&mut self, locator: u64) {
+        self.0.get_or_insert_with(Box::default).push(locator);
+    }
+}
+
 /// What the index knows of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamState {
@@ -27,8 +46,9 @@ pub struct StreamState {
     /// Locator of the stream's last record.
     pub head: u64,
     /// `sparse[i]` is the locator of the record at offset `(i + 1) * interval`.
-    pub sparse: Vec<u64>,
+    pub sparse: Sparse,
 }
+const _: () = assert!(std::mem::size_of::<StreamState>() == 24);
 
 impl StreamState {
     /// The indexed record nearest at or after `offset` (which must be ≤ `last_offset`): (its offset, its
@@ -37,20 +57,26 @@ impl StreamState {
         assert!(offset <= self.last_offset);
         let interval = u64::from(interval);
         let slot = offset.div_ceil(interval).max(1);
-        match usize::try_from(slot - 1).ok().and_then(|i| self.sparse.get(i)) {
+        match usize::try_from(slot - 1).ok().and_then(|i| self.sparse.as_slice().get(i)) {
             Some(&locator) => (slot * interval, locator),
             None => (self.last_offset, self.head),
         }
     }
-}
 
-#[derive(Debug, Clone)]
-enum Slot {
-    /// The common case: one stream has this hash; its name is in its records.
-    One(StreamState),
-    /// Names that share one hash, with their states.
-    #[expect(clippy::box_collection, reason = "boxed, the rare collided form keeps every slot one pointer smaller")]
-    Many(Box<Vec<(Box<str>, StreamState)>>),
+    fn advance(&mut self, offset: u64, locator: u64, interval: u32) {
+        assert_eq!(offset, self.last_offset + 1, "offsets must be dense");
+        self.last_offset = offset;
+        self.head = locator;
+        if offset.is_multiple_of(u64::from(interval)) {
+            self.sparse.push(locator);
+            debug_assert_eq!(self.sparse.as_slice().len() as u64, offset / u64::from(interval));
+        }
+    }
+
+    fn fresh(offset: u64, locator: u64) -> Self {
+        assert_eq!(offset, 0, "a new stream starts at offset 0");
+        StreamState { last_offset: 0, head: locator, sparse: Sparse::default() }
+    }
 }
 
 /// The hash table's keys are already hashes: pass them through.
@@ -69,13 +95,18 @@ impl Hasher for PassThrough {
     }
 }
 
+type ByHash<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
 /// The index of every stream. Not synchronized: the store wraps it in a lock.
 pub struct Index {
-    slots: HashMap<u64, Slot, BuildHasherDefault<PassThrough>>,
+    /// Streams alone in their hash; the name is confirmed against the log.
+    streams: ByHash<StreamState>,
+    /// Streams whose hash another stream shares, with their names. Such a hash is never in `streams`.
+    collided: ByHash<Vec<(Box<str>, StreamState)>>,
     salt: RandomState,
     hash_mask: u64,
     interval: u32,
-    streams: usize,
+    count: usize,
 }
 
 impl Index {
@@ -83,7 +114,19 @@ impl Index {
     /// force hash collisions.
     pub fn new(interval: u32, hash_mask: u64) -> Self {
         assert!(interval > 0);
-        Index { slots: HashMap::default(), salt: RandomState::new(), hash_mask, interval, streams: 0 }
+        Index {
+            streams: ByHash::default(),
+            collided: ByHash::default(),
+            salt: RandomState::new(),
+            hash_mask,
+            interval,
+            count: 0,
+        }
+    }
+
+    /// Makes room for `additional` more streams at once (loading a checkpoint), instead of growing by doubling.
+    pub fn reserve(&mut self, additional: usize) {
+        self.streams.reserve(additional);
     }
 
     pub fn interval(&self) -> u32 {
@@ -92,7 +135,7 @@ impl Index {
 
     /// How many streams exist.
     pub fn stream_count(&self) -> usize {
-        self.streams
+        self.count
     }
 
     fn hash(&self, stream: &str) -> u64 {
@@ -101,79 +144,70 @@ impl Index {
 
     /// The state of `stream`, if it exists.
     pub fn get(&self, stream: &str, names: &dyn Names) -> Option<&StreamState> {
-        match self.slots.get(&self.hash(stream))? {
-            Slot::One(state) => names.is(state.head, stream).then_some(state),
-            Slot::Many(entries) => entries.iter().find(|(name, _)| &**name == stream).map(|(_, state)| state),
+        let hash = self.hash(stream);
+        if let Some(state) = self.streams.get(&hash) {
+            return names.is(state.head, stream).then_some(state);
         }
+        if self.collided.is_empty() {
+            return None;
+        }
+        self.collided.get(&hash)?.iter().find(|(name, _)| &**name == stream).map(|(_, state)| state)
     }
 
     /// Records that `stream`'s event at `offset` is at `locator`. Offsets must arrive in order, starting at 0.
     pub fn record(&mut self, stream: &str, offset: u64, locator: u64, names: &dyn Names) {
         let hash = self.hash(stream);
-        let interval = u64::from(self.interval);
-        let advance = |state: &mut StreamState| {
-            assert_eq!(offset, state.last_offset + 1, "stream {stream:?} offsets must be dense");
-            state.last_offset = offset;
-            state.head = locator;
-            if offset.is_multiple_of(interval) {
-                state.sparse.push(locator);
-                debug_assert_eq!(state.sparse.len() as u64, offset / interval);
+        if let Some(state) = self.streams.get_mut(&hash) {
+            if names.is(state.head, stream) {
+                return state.advance(offset, locator, self.interval);
             }
-        };
-        let fresh = || {
-            assert_eq!(offset, 0, "a new stream {stream:?} must start at offset 0");
-            StreamState { last_offset: 0, head: locator, sparse: Vec::new() }
-        };
-        match self.slots.get_mut(&hash) {
-            None => {
-                self.slots.insert(hash, Slot::One(fresh()));
-                self.streams += 1;
-            }
-            Some(Slot::One(state)) if names.is(state.head, stream) => advance(state),
-            Some(slot @ Slot::One(_)) => {
-                let Slot::One(other) = std::mem::replace(slot, Slot::Many(Box::default())) else { unreachable!() };
-                let other_name = names.name(other.head).into_boxed_str();
-                *slot = Slot::Many(Box::new(vec![(other_name, other), (stream.into(), fresh())]));
-                self.streams += 1;
-            }
-            Some(Slot::Many(entries)) => match entries.iter_mut().find(|(name, _)| &**name == stream) {
-                Some((_, state)) => advance(state),
+        } else if let Some(entries) = self.collided.get_mut(&hash) {
+            match entries.iter_mut().find(|(name, _)| &**name == stream) {
+                Some((_, state)) => state.advance(offset, locator, self.interval),
                 None => {
-                    entries.push((stream.into(), fresh()));
-                    self.streams += 1;
+                    entries.push((stream.into(), StreamState::fresh(offset, locator)));
+                    self.count += 1;
                 }
-            },
+            }
+            return;
         }
+        self.insert_new(hash, stream, StreamState::fresh(offset, locator), names);
     }
 
     /// Puts a whole stream state in place (loading a checkpoint). The stream must not exist yet.
     pub fn insert(&mut self, stream: &str, state: StreamState, names: &dyn Names) {
         let hash = self.hash(stream);
-        match self.slots.get_mut(&hash) {
+        if let Some(entries) = self.collided.get_mut(&hash) {
+            assert!(entries.iter().all(|(name, _)| &**name != stream), "stream inserted twice");
+            entries.push((stream.into(), state));
+            self.count += 1;
+        } else {
+            self.insert_new(hash, stream, state, names);
+        }
+    }
+
+    /// Adds a stream that is not in the index, moving a stream of the same hash to the side table.
+    fn insert_new(&mut self, hash: u64, stream: &str, state: StreamState, names: &dyn Names) {
+        match self.streams.remove(&hash) {
             None => {
-                self.slots.insert(hash, Slot::One(state));
+                self.streams.insert(hash, state);
             }
-            Some(slot @ Slot::One(_)) => {
-                let Slot::One(other) = std::mem::replace(slot, Slot::Many(Box::default())) else { unreachable!() };
+            Some(other) => {
                 let other_name = names.name(other.head).into_boxed_str();
                 assert_ne!(&*other_name, stream, "stream inserted twice");
-                *slot = Slot::Many(Box::new(vec![(other_name, other), (stream.into(), state)]));
-            }
-            Some(Slot::Many(entries)) => {
-                assert!(entries.iter().all(|(name, _)| &**name != stream), "stream inserted twice");
-                entries.push((stream.into(), state));
+                self.collided.insert(hash, vec![(other_name, other), (stream.into(), state)]);
             }
         }
-        self.streams += 1;
+        self.count += 1;
     }
 
     /// Every stream with its state, in no particular order (for checkpoints).
     pub fn for_each(&self, names: &dyn Names, mut visit: impl FnMut(&str, &StreamState)) {
-        for slot in self.slots.values() {
-            match slot {
-                Slot::One(state) => visit(&names.name(state.head), state),
-                Slot::Many(entries) => entries.iter().for_each(|(name, state)| visit(name, state)),
-            }
+        for state in self.streams.values() {
+            visit(&names.name(state.head), state);
+        }
+        for entries in self.collided.values() {
+            entries.iter().for_each(|(name, state)| visit(name, state));
         }
     }
 }
@@ -218,7 +252,7 @@ mod tests {
             let b = index.get("b", &log).unwrap();
             assert_eq!((b.last_offset, b.head), (9, 28));
             // Offsets 4 and 8 of "b" are at locators 13 and 25.
-            assert_eq!(b.sparse, vec![13, 25]);
+            assert_eq!(b.sparse.as_slice(), [13, 25]);
             assert!(index.get("d", &log).is_none());
         }
     }

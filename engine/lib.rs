@@ -298,7 +298,7 @@ pub mod __fuzz {
 
     /// Decodes an index checkpoint file's bytes; must never panic.
     pub fn decode_checkpoint(bytes: &[u8]) -> bool {
-        crate::checkpoint::decode(bytes).is_ok()
+        crate::checkpoint::decode(bytes).is_ok_and(|(_, mut streams)| streams.all(|stream| stream.is_ok()))
     }
 
     /// The file name of the segment starting at `base_position` (for tests that craft directories).

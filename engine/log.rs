@@ -96,14 +96,34 @@ pub fn decode_at(segment: &Segment, offset: usize) -> Result<Frame> {
     })
 }
 
+impl Log {
+    /// Whether the record at `locator` belongs to `stream`, read with `pread` rather than through the mapping.
+    /// For checks at open: a fault on the mapping maps a large folio (hundreds of KiB here) into the process,
+    /// which a few hundred spread-out checks turn into a hundred MiB of resident memory.
+    pub fn is_by_read(&self, locator: u64, stream: &str) -> bool {
+        let (ordinal, at) = split_locator(locator);
+        let Some(segment) = self.segment(ordinal) else { return false };
+        let mut buf = [0u8; frame::HEADER_LEN + frame::STREAM_NAME_BYTES_MAX];
+        let len = buf.len().min(segment.size().saturating_sub(u64::from(at)) as usize);
+        use std::os::unix::fs::FileExt;
+        if (at as usize) < SEGMENT_HEADER_LEN || segment.file().read_exact_at(&mut buf[..len], u64::from(at)).is_err() {
+            return false;
+        }
+        frame::peek_stream(&buf[..len]) == Some(stream.as_bytes())
+    }
+}
+
 impl Names for Log {
     fn is(&self, locator: u64, stream: &str) -> bool {
         self.bytes_at(locator).is_some_and(|bytes| frame::peek_stream(&bytes) == Some(stream.as_bytes()))
     }
 
     fn name(&self, locator: u64) -> String {
-        let bytes = self.bytes_at(locator).expect("index locators point into the log");
-        let name = frame::peek_stream(&bytes).expect("index locators point at records");
-        String::from_utf8_lossy(name).into_owned()
+        // Index locators point at records; if bytes on disk were damaged under one, the name becomes a marker
+        // that no valid stream name can equal (it holds a control character), never a panic.
+        match self.bytes_at(locator).as_deref().and_then(frame::peek_stream) {
+            Some(name) => String::from_utf8_lossy(name).into_owned(),
+            None => format!("\u{1}unreadable record at {locator:#x}"),
+        }
     }
 }

@@ -280,24 +280,44 @@ impl StreamSource {
             (index.interval(), state.walk_start(from, index.interval()))
         };
         let (mut offset, mut locator) = start;
+        // The record whose back-link led here, to blame if the link turns out wrong.
+        let mut linked_from = None;
         let mut locators = Vec::with_capacity((offset - from + 1).min(u64::from(interval)) as usize);
         loop {
+            let links = match self.segment(locator) {
+                Ok((segment, at)) => segment.bytes().get(at..).and_then(frame::peek_position_prev),
+                Err(_) => None,
+            };
+            let prev = match links {
+                Some((_, found, prev)) if found == offset && (prev != NO_PREV || offset == 0) => prev,
+                _ => return Err(self.broken_link(stream, offset, locator, linked_from)),
+            };
             if offset <= through {
                 locators.push(locator);
             }
             if offset == from {
                 return Ok(locators);
             }
-            let (segment, at) = self.segment(locator)?;
-            let links = segment.bytes().get(at..).and_then(frame::peek_position_prev);
-            match links {
-                Some((_, found, prev)) if found == offset && prev != NO_PREV => locator = prev,
-                _ => {
-                    let reason = format!("stream {stream:?}: broken back-link at offset {offset}");
-                    return Err(Error::corrupt(segment.path(), at as u64, reason));
+            linked_from = Some(locator);
+            locator = prev;
+            offset -= 1;
+        }
+    }
+
+    /// The error for a walk that found something else than offset `offset` at `locator`: blames the record
+    /// whose back-link led there if that record is itself damaged (the usual case), else the place found.
+    fn broken_link(&mut self, stream: &str, offset: u64, locator: u64, linked_from: Option<u64>) -> Error {
+        if let Some(source) = linked_from {
+            if let Ok((segment, at)) = self.segment(source) {
+                if let Err(err) = decode_at(&segment, at) {
+                    return err;
                 }
             }
-            offset -= 1;
+        }
+        let reason = format!("stream {stream:?}: no record of offset {offset} where its back-link points");
+        match self.segment(locator) {
+            Ok((segment, at)) => Error::corrupt(segment.path(), at as u64, reason),
+            Err(err) => err,
         }
     }
 

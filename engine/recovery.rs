@@ -9,10 +9,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::checkpoint::{self, Checkpoint, Covered};
+use crate::checkpoint::{self, Covered};
 use crate::error::{Error, IoContext, Result};
 use crate::frame::{self, DecodeError, NO_PREV};
-use crate::index::{Index, Names};
+use crate::index::Index;
 use crate::io::Io;
 use crate::log::{decode_at, Log};
 use crate::segment::{self, locator, split_locator, Segment, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
@@ -46,22 +46,30 @@ pub(crate) fn recover(dir: &Path, options: &Options, io: &Io) -> Result<(Log, In
         last: NO_PREV,
         last_timestamp: 0,
     };
-    match checkpoint::read(dir) {
+    match checkpoint::read(dir).and_then(|bytes| match bytes {
+        None => Ok(None),
+        Some(bytes) => load_checkpoint(&bytes, &log, &mut index, options).map(Some),
+    }) {
+        // A checkpoint is written only after every record it covers was synced: if its own CRC holds but the
+        // last record it names is damaged, synced data is damaged.
+        Err(reason) if reason.starts_with(LAST_RECORD_DAMAGED) => {
+            let (ordinal, at) = split_locator(checkpoint::last_locator(dir).unwrap_or(0));
+            let file = log.segment(ordinal).map_or_else(|| dir.to_owned(), |segment| segment.path().to_owned());
+            return Err(Error::corrupt(file, u64::from(at), reason));
+        }
         Ok(None) => {}
-        Ok(Some(checkpoint)) => match check_checkpoint(&checkpoint, &log, options) {
-            Ok(()) => {
-                for (name, state) in checkpoint.streams {
-                    index.insert(&name, state, &log);
-                }
-                start = checkpoint.covered;
-                report.checkpoint_used = true;
-            }
-            Err(reason) => report.checkpoint_rejected = Some(reason),
-        },
-        Err(reason) => report.checkpoint_rejected = Some(reason),
+        Ok(Some(covered)) => {
+            start = covered;
+            report.checkpoint_used = true;
+        }
+        Err(reason) => {
+            // Never trusted blindly: whatever was loaded goes, and the log is replayed from its start.
+            index = Index::new(options.index_interval_events, options.stream_hash_mask);
+            report.checkpoint_rejected = Some(reason);
+        }
     }
 
-    let state = replay(&log, &mut index, start, options, io, &mut report)?;
+    let state = replay(&log, &mut index, start, options, &mut report)?;
     Ok((log, index, state, report))
 }
 
@@ -74,7 +82,7 @@ fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segme
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".tmp") {
+        if name.ends_with(".seg.tmp") || name == checkpoint::TMP_NAME {
             // A segment or checkpoint whose creation did not finish: it was never renamed into place, so
             // nothing refers to it.
             std::fs::remove_file(&path).context(|| format!("removing leftover {}", path.display()))?;
@@ -112,16 +120,48 @@ fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segme
     Ok(segments)
 }
 
-/// A checkpoint is used only if its last record is where it says, with the position it says, and every
-/// locator it holds lies before its end.
-fn check_checkpoint(checkpoint: &Checkpoint, log: &Log, options: &Options) -> Result<(), String> {
-    if checkpoint.interval != options.index_interval_events {
+/// Loads a checkpoint into `index`, if it checks out: its last record is where it says, with the position
+/// it says, every locator of every stream lies in order before its end, and a spread sample of streams'
+/// last records carry their names (all of them would cost a million random reads for a million streams).
+fn load_checkpoint(bytes: &[u8], log: &Log, index: &mut Index, options: &Options) -> Result<Covered, String> {
+    let (summary, streams) = checkpoint::decode(bytes)?;
+    if summary.interval != options.index_interval_events {
         return Err(format!(
             "taken with index interval {}, the store now uses {}",
-            checkpoint.interval, options.index_interval_events
+            summary.interval, options.index_interval_events
         ));
     }
-    let Covered { next_position, end, last, .. } = checkpoint.covered;
+    check_covered(&summary.covered, log)?;
+    let last = summary.covered.last;
+    let sample_every = (summary.streams / 256).max(1);
+    // Every stream takes at least 30 bytes of the file, which bounds what a damaged count can reserve.
+    index.reserve(usize::try_from(summary.streams.min(bytes.len() as u64 / 30)).unwrap_or(0));
+    for (i, stream) in streams.enumerate() {
+        let (name, state) = stream?;
+        let mut previous = None;
+        for &locator in state.sparse.as_slice().iter().chain(std::iter::once(&state.head)) {
+            if locator > last || previous.is_some_and(|previous| locator < previous) {
+                return Err(format!("stream {name:?} has a locator outside the covered log"));
+            }
+            previous = Some(locator);
+        }
+        if (i as u64).is_multiple_of(sample_every) && !log.is_by_read(state.head, name) {
+            return Err(format!("stream {name:?}: its last record belongs to another stream"));
+        }
+        if index.get(name, log).is_some() {
+            return Err(format!("stream {name:?} appears twice"));
+        }
+        index.insert(name, state, log);
+    }
+    Ok(summary.covered)
+}
+
+/// How a checkpoint rejection begins when the checkpoint is sound but the log under it is not.
+const LAST_RECORD_DAMAGED: &str = "the last record the checkpoint covers is damaged";
+
+/// Checks the covered point of a checkpoint against the log.
+fn check_covered(covered: &Covered, log: &Log) -> Result<(), String> {
+    let Covered { next_position, end, last, .. } = *covered;
     let (end_ordinal, end_at) = split_locator(end);
     let end_segment = log.segment(end_ordinal).ok_or("its end lies in a missing segment")?;
     if (end_at as usize) < SEGMENT_HEADER_LEN || u64::from(end_at) > end_segment.size() {
@@ -131,38 +171,18 @@ fn check_checkpoint(checkpoint: &Checkpoint, log: &Log, options: &Options) -> Re
         if next_position != 0 || end != locator(0, SEGMENT_HEADER_LEN as u32) {
             return Err("an empty log must end at the first segment's start".into());
         }
-    } else {
-        let (segment, at, frame) =
-            log.read(last).map_err(|err| format!("its last record does not check out: {err}"))?;
-        if frame.header.position + 1 != next_position {
-            return Err(format!(
-                "its last record has position {}, expected {}",
-                frame.header.position,
-                next_position - 1
-            ));
-        }
-        let after = locator(segment.ordinal(), (at + frame.stride()) as u32);
-        let rolled = end_at as usize == SEGMENT_HEADER_LEN
-            && end_ordinal == segment.ordinal() + 1
-            && end_segment.base_position() == next_position;
-        if end != after && !rolled {
-            return Err("its end does not follow its last record".into());
-        }
+        return Ok(());
     }
-    // Every stream's locators are checked for order (cheap); a spread sample of streams is checked against the
-    // log's bytes, so that opening a store of a million streams does not read a million records.
-    let sample_every = (checkpoint.streams.len() / 256).max(1);
-    for (i, (name, state)) in checkpoint.streams.iter().enumerate() {
-        let mut previous = None;
-        for &locator in state.sparse.iter().chain(std::iter::once(&state.head)) {
-            if locator > last || previous.is_some_and(|previous| locator < previous) {
-                return Err(format!("stream {name:?} has a locator outside the covered log"));
-            }
-            previous = Some(locator);
-        }
-        if i % sample_every == 0 && !log.is(state.head, name) {
-            return Err(format!("stream {name:?}: its last record belongs to another stream"));
-        }
+    let (segment, at, frame) = log.read(last).map_err(|err| format!("{LAST_RECORD_DAMAGED}: {err}"))?;
+    if frame.header.position + 1 != next_position {
+        return Err(format!("its last record has position {}, expected {}", frame.header.position, next_position - 1));
+    }
+    let after = locator(segment.ordinal(), (at + frame.stride()) as u32);
+    let rolled = end_at as usize == SEGMENT_HEADER_LEN
+        && end_ordinal == segment.ordinal() + 1
+        && end_segment.base_position() == next_position;
+    if end != after && !rolled {
+        return Err("its end does not follow its last record".into());
     }
     Ok(())
 }
@@ -184,7 +204,6 @@ fn replay(
     index: &mut Index,
     start: Covered,
     options: &Options,
-    io: &Io,
     report: &mut RecoveryReport,
 ) -> Result<WriterState> {
     let segments = log.segments();
@@ -224,7 +243,7 @@ fn replay(
                 break Some(format!("expected position {position}, found {}", frame.header.position));
             }
             if let Some(previous) = pending.last() {
-                if previous.txn_after != frame.header.txn_after + 1 {
+                if previous.txn_after.checked_sub(1) != Some(frame.header.txn_after) {
                     break Some("transaction marker out of sequence".into());
                 }
             }
@@ -269,33 +288,32 @@ fn replay(
             continue;
         }
 
-        if let Some(reason) = &stop {
-            if let Some(proof) = later_synced_record(segment, at, next_position, options) {
-                return Err(Error::corrupt(
-                    segment.path(),
-                    at as u64,
-                    format!(
-                        "{reason}; the record at byte {proof} was written after position {next_position} was synced"
-                    ),
-                ));
-            }
+        // Whatever ended the scan (garbage, a torn frame, zeros, an incomplete transaction), an intact record
+        // further on that was written after the first lost position had been synced proves that synced data
+        // is damaged: that is corruption to report, not a tail to cut.
+        if let Some(proof) = later_synced_record(segment, at, next_position, options) {
+            let reason = stop.clone().unwrap_or_else(|| match pending.is_empty() {
+                true => "zeros where a record was expected".to_owned(),
+                false => "transaction cut short by zeros".to_owned(),
+            });
+            return Err(Error::corrupt(
+                segment.path(),
+                at as u64,
+                format!("{reason}; the record at byte {proof} was written after position {next_position} was synced"),
+            ));
         }
-        // Cut the torn tail and any incomplete transaction, and zero what follows, so that no stale frame can
-        // ever line up with a future write. Then sync, before any write is accepted.
+        // The log ends at `cut`: a torn tail and any incomplete transaction after it are dropped. The bytes
+        // from `cut` on are zeroed and synced by the writer before its first write, so that no stale frame
+        // (from pages of a lost group that did reach the disk) can ever line up with a future write.
         let cut = committed.0;
-        if stop.is_some() || !pending.is_empty() || bytes[cut..].iter().take(4096).any(|&b| b != 0) {
-            let len = segment.size() - cut as u64;
-            io.zero_range(segment.file(), cut as u64, len)
-                .context(|| format!("cutting the torn tail of {}", segment.path().display()))?;
-            io.sync_data(segment.file()).context(|| format!("syncing {}", segment.path().display()))?;
-            report.tail_bytes_cut = (at.max(cut) - cut) as u64;
-        }
+        report.tail_bytes_cut = (at - cut) as u64 + u64::from(stop.is_some());
         return Ok(WriterState {
             active: segment.clone(),
             write_at: cut as u64,
             next_position,
             last_locator,
             last_timestamp,
+            tail_zeroed: false,
         });
     }
     unreachable!("the start segment exists, so the loop reaches the last segment")
@@ -323,12 +341,27 @@ fn apply(log: &Log, index: &mut Index, segment: &Segment, record: &Pending) -> R
 
 /// Looks past a bad record for an intact one that proves position `lost` was synced (its `synced_before` is
 /// beyond it). Looks as far as unsynced bytes can reach: a few groups.
+///
+/// The look ends at the first 64 KiB of zeros (the unwritten end of the log: a clean open looks at 64 KiB and
+/// stops), so a zeroed span longer than that hides what follows it; `Store::verify` and reads still find
+/// damage before the recovered end.
 fn later_synced_record(segment: &Segment, bad_at: usize, lost: u64, options: &Options) -> Option<usize> {
+    const ZERO_RUN_BYTES_MAX: usize = 64 << 10;
     let bytes = segment.bytes();
     let window = 4 * options.batch_bytes_max + 2 * options.event_size_bytes_max;
     let end = bytes.len().min(bad_at.saturating_add(usize::try_from(window).unwrap_or(usize::MAX)));
     let mut at = frame::aligned(bad_at + 1);
+    let mut zero_run = 0;
     while at + frame::HEADER_LEN <= end {
+        if bytes[at..at + frame::FRAME_ALIGN].iter().all(|&b| b == 0) {
+            zero_run += frame::FRAME_ALIGN;
+            if zero_run >= ZERO_RUN_BYTES_MAX {
+                return None;
+            }
+            at += frame::FRAME_ALIGN;
+            continue;
+        }
+        zero_run = 0;
         if let Some((position, _, _)) = frame::peek_position_prev(&bytes[at..]) {
             if position > lost && position - lost < 1 << 32 {
                 if let Ok(frame) = decode_at(segment, at) {

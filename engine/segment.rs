@@ -40,6 +40,11 @@ const RESERVED_OFFSET: usize = ORDINAL_OFFSET + 4;
 const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 24;
 const _: () = assert!(HEADER_CRC_OFFSET + 4 == SEGMENT_HEADER_LEN);
 
+/// Smallest segment size: room for the header and a few small frames.
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4096;
+/// Largest segment size: byte offsets within a segment are 32-bit (see [`locator`]).
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = u32::MAX as u64 & !7;
+
 /// File name suffix of segments.
 pub const SEGMENT_SUFFIX: &str = "seg";
 
@@ -226,7 +231,11 @@ fn decode_header(path: &Path, header: &[u8; SEGMENT_HEADER_LEN]) -> Result<(u64,
     if header[RESERVED_OFFSET..HEADER_CRC_OFFSET].iter().any(|&b| b != 0) {
         return Err(Error::corrupt(path, RESERVED_OFFSET as u64, "reserved segment header bytes are not zero"));
     }
-    Ok((u64_at(SIZE_OFFSET), u64_at(BASE_OFFSET), u32_at(ORDINAL_OFFSET)))
+    let size = u64_at(SIZE_OFFSET);
+    if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&size) || !size.is_multiple_of(8) {
+        return Err(Error::corrupt(path, SIZE_OFFSET as u64, format!("impossible segment size {size}")));
+    }
+    Ok((size, u64_at(BASE_OFFSET), u32_at(ORDINAL_OFFSET)))
 }
 
 #[cfg(test)]

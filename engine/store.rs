@@ -70,7 +70,13 @@ impl Store {
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         validate_options(&options)?;
         let dir = dir.as_ref().to_owned();
-        std::fs::create_dir_all(&dir).context(|| format!("creating store directory {}", dir.display()))?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).context(|| format!("creating store directory {}", dir.display()))?;
+            // IMPORTANT: sync the parent, or a new store (and every append to it) may vanish after a power cut.
+            if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                Io::default().sync_dir(parent).context(|| format!("syncing {}", parent.display()))?;
+            }
+        }
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .create(true)
@@ -140,8 +146,10 @@ impl Store {
     /// the stream's state matches `expected`.
     ///
     /// Under [`Durability::SyncData`](crate::Durability::SyncData) it returns after the events are on stable
-    /// storage. Errors leave the store unchanged: `WrongExpectedVersion`, `EmptyAppend`, `InvalidStreamName`,
-    /// `InvalidEventType`, `EventTooLarge`, `TransactionTooLarge`; `Poisoned` after a failed sync; `Closed`.
+    /// storage. These errors leave the store unchanged: `WrongExpectedVersion`, `EmptyAppend`,
+    /// `InvalidStreamName`, `InvalidEventType`, `EventTooLarge`, `TransactionTooLarge`, `Closed`, and `Io` when a
+    /// new segment can not be created (out of space). After `Poisoned` (a write or sync failed) the append's
+    /// outcome is unknown until the store is reopened: recovery keeps it whole or drops it whole.
     ///
     /// ```
     /// use annals::{Error, EventData, ExpectedVersion, Store};
@@ -342,7 +350,9 @@ impl Drop for RefuseOnExit {
 fn validate_options(options: &Options) -> Result<()> {
     let invalid = |reason: String| Err(Error::InvalidOptions { reason });
     let size = options.segment_size_bytes;
-    if !(4096..=u64::from(u32::MAX)).contains(&size) || !size.is_multiple_of(frame::FRAME_ALIGN as u64) {
+    if !(crate::segment::SEGMENT_SIZE_BYTES_MIN..=crate::segment::SEGMENT_SIZE_BYTES_MAX).contains(&size)
+        || !size.is_multiple_of(frame::FRAME_ALIGN as u64)
+    {
         return invalid(format!("segment_size_bytes must be a multiple of 8 from 4096 to {}, not {size}", u32::MAX));
     }
     if options.event_size_bytes_max < (HEADER_LEN + 2) as u64 {

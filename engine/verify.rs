@@ -108,7 +108,7 @@ fn compare_indexes(rebuilt: &Index, live: &Index, log: &Log) -> Option<Error> {
         let consistent = live.get(name, log).is_some_and(|current| {
             current.last_offset >= state.last_offset
                 && (current.last_offset > state.last_offset || current.head == state.head)
-                && current.sparse.starts_with(&state.sparse)
+                && current.sparse.as_slice().starts_with(state.sparse.as_slice())
         });
         if !consistent {
             let reason = format!("the in-memory index entry of stream {name:?} disagrees with the log");

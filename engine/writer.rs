@@ -126,6 +126,9 @@ pub(crate) struct WriterState {
     /// Locator of the record at `next_position - 1`, or `NO_PREV`.
     pub last_locator: u64,
     pub last_timestamp: u64,
+    /// Whether the bytes of `active` from `write_at` on are known to be zeros. After recovery they may hold
+    /// a torn tail or stale frames, so they are zeroed and synced before the first write.
+    pub tail_zeroed: bool,
 }
 
 /// What one transaction came to within a group.
@@ -140,6 +143,8 @@ pub(crate) struct Writer {
     /// Positions below this are on stable storage.
     synced_next: u64,
     buffer: Vec<u8>,
+    /// When the oldest write not yet synced was made (`Buffer` durability).
+    dirty_since: Option<Instant>,
     /// The next segment's file, being reserved and zero-filled in the background.
     spare: Option<JoinHandle<Result<Spare>>>,
 }
@@ -156,7 +161,7 @@ enum Work {
 impl Writer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
         let synced_next = state.next_position;
-        Writer { shared, state, synced_next, buffer: Vec::new(), spare: None }
+        Writer { shared, state, synced_next, buffer: Vec::new(), dirty_since: None, spare: None }
     }
 
     /// Starts preparing the next segment's file in the background once the active segment is a quarter full:
@@ -209,11 +214,16 @@ impl Writer {
     /// Waits for work: a group of transactions, a due background flush, or shutdown.
     fn next_work(&mut self) -> Work {
         let mut queue = self.shared.queue.lock();
-        let flush_due = match self.shared.options.durability {
-            Durability::Buffer { flush_interval } => Some(Instant::now() + flush_interval),
-            Durability::SyncData => None,
-        };
         loop {
+            // Under `Buffer`, a flush is due `flush_interval` after the oldest unsynced write, however busy the
+            // queue is.
+            let flush_due = match (self.shared.options.durability, self.dirty_since) {
+                (Durability::Buffer { flush_interval }, Some(since)) => Some(since + flush_interval),
+                _ => None,
+            };
+            if flush_due.is_some_and(|due| due <= Instant::now()) {
+                return Work::Flush;
+            }
             if !queue.txns.is_empty() {
                 let mut bytes = 0;
                 let mut group = Vec::new();
@@ -229,14 +239,11 @@ impl Writer {
             if queue.shutdown {
                 return Work::Shutdown;
             }
-            let dirty = self.synced_next < self.state.next_position;
             match flush_due {
-                Some(due) if dirty => {
-                    if self.shared.queue_ready.wait_until(&mut queue, due).timed_out() {
-                        return Work::Flush;
-                    }
+                Some(due) => {
+                    self.shared.queue_ready.wait_until(&mut queue, due);
                 }
-                _ => self.shared.queue_ready.wait(&mut queue),
+                None => self.shared.queue_ready.wait(&mut queue),
             }
         }
     }
@@ -248,6 +255,19 @@ impl Writer {
                 txn.responder.send(Err(clone_error(&poisoned)));
             }
             return;
+        }
+        if !self.state.tail_zeroed {
+            // IMPORTANT: once per open, before the first group is encoded: zero what recovery cut off, so that
+            // no stale frame beyond the end can line up with the frames written from here on, and sync, so
+            // that the recovered records (which may have been in the page cache only) are durable before any
+            // record's `synced_before` vouches for them.
+            let (file, at) = (self.state.active.file(), self.state.write_at);
+            let zeroed = self.shared.io.zero_range(file, at, self.state.active.size() - at);
+            if let Err(cause) = zeroed.and_then(|()| self.shared.io.sync_data(file)) {
+                let cause = self.shared.poison(cause);
+                return self.fail_all(txns.into_iter().map(|txn| txn.responder).collect(), cause);
+            }
+            self.state.tail_zeroed = true;
         }
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         // Timestamps never go backwards, whatever the wall clock does.
@@ -415,7 +435,9 @@ impl Writer {
             self.state.write_at + self.buffer.len() as u64 <= self.state.active.size(),
             "a group never overflows its segment"
         );
+
         self.shared.io.write_at(self.state.active.file(), &self.buffer, self.state.write_at)?;
+        self.dirty_since.get_or_insert_with(Instant::now);
         self.state.write_at += self.buffer.len() as u64;
         self.buffer.clear();
         Ok(())
@@ -424,6 +446,7 @@ impl Writer {
     fn sync_active(&mut self) -> io::Result<()> {
         self.shared.io.sync_data(self.state.active.file())?;
         self.synced_next = self.state.next_position;
+        self.dirty_since = None;
         Ok(())
     }
 
@@ -459,20 +482,32 @@ impl Writer {
         let spare = self.take_spare();
         let (io, dir, base, size) =
             (&self.shared.io, self.shared.log.dir(), self.state.next_position, self.shared.options.segment_size_bytes);
-        let created = match spare {
-            Some(spare) if spare.size() == size => Segment::install(io, dir, spare, ordinal, base),
-            // No spare (its preparation failed or could not start): create the segment here, which also
-            // reports why it fails.
-            _ => Segment::create(io, dir, ordinal, base, size),
+        let spare = match spare {
+            Some(spare) if spare.size() == size => spare,
+            // No spare (its preparation failed or could not start): prepare one here, which also reports why
+            // it fails. Nothing is in the directory under a segment's name yet, so a failure (ENOSPC) is a clean
+            // error: the store goes on.
+            _ => Spare::prepare(io, dir, &format!("{}.tmp", crate::segment::file_name(base)), size, false).map_err(
+                |err| match err {
+                    Error::Io { source, .. } => RollError::Create(source),
+                    other => RollError::Create(io::Error::other(other.to_string())),
+                },
+            )?,
         };
-        let segment = created.map_err(|err| match err {
-            Error::Io { source, .. } => RollError::Create(source),
-            other => RollError::Create(io::Error::other(other.to_string())),
+        // Installing renames the file to its segment name: a failure from there on (a sync, the rename, the
+        // directory sync, the mapping) leaves the directory in doubt, and the store must be reopened.
+        let segment = Segment::install(io, dir, spare, ordinal, base).map_err(|err| {
+            let cause = match err {
+                Error::Io { source, .. } => source,
+                other => io::Error::other(other.to_string()),
+            };
+            RollError::Poisoned(self.shared.poison(cause))
         })?;
         let segment = Arc::new(segment);
         self.shared.log.push(segment.clone());
         self.state.active = segment;
         self.state.write_at = SEGMENT_HEADER_LEN as u64;
+        self.state.tail_zeroed = true;
         Ok(())
     }
 
