@@ -1,14 +1,14 @@
-//! Garbage after the last record is cut on reopen and nothing before it is lost: random bytes of many lengths
-//! written right after the last record, or further on with zeros between, are zeroed by recovery, with the
-//! index checkpoint current or deleted; the store then appends at the right offset and position and reopens
-//! stably. In particular, intact frames left further on in the segment by an unsynced write (whose first
+//! Garbage after the last record is cut on reopen and nothing before it is lost: with random bytes of many
+//! lengths written right after the last record, or further on with zeros between, and the index checkpoint
+//! current or deleted, reopening (also twice) shows exactly the records there were, the store appends at the
+//! right offset and position, no garbage byte is left after the new record, and reopening is stable. In particular, intact frames left further on in the segment by an unsynced write (whose first
 //! pages were lost in the crash) must never line up with later appends and come back as committed events.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
-use annals::{EventData, ExpectedVersion, Options, Store};
+use annals::{Durability, EventData, ExpectedVersion, Options, Store};
 use support::{
     copy_dir, overwrite, raw_frames, read_all, remove_checkpoint, segment_paths, small_options, state, RawFrame, Rng,
     State,
@@ -45,16 +45,17 @@ fn pristine() -> Pristine {
     Pristine { dir, state, segment, end }
 }
 
-/// Opens `dir` and checks that it holds exactly `expected`, that the tail from `end` on is zero, that appends
-/// continue at the right place and that reopening is stable.
+/// Opens `dir` and checks that it holds exactly `expected`, that appends continue at the right place, that
+/// the garbage is gone once the next record is written after `end`, and that reopening is stable.
 fn check_recovered(dir: &Path, segment: &Path, end: usize, expected: &State, context: &str) {
     let store = Store::open_with(dir, options()).unwrap_or_else(|err| panic!("{context}: open: {err}"));
     assert_eq!(&state(&store, &NAMES), expected, "{context}: records were lost or invented");
-    let bytes = std::fs::read(segment).unwrap();
-    let left = bytes[end..].iter().position(|&b| b != 0);
-    assert_eq!(left, None, "{context}: garbage left at byte {:?} after the cut at {end}", left.map(|at| at + end));
     let verified = store.verify().unwrap();
     assert!(verified.is_ok(), "{context}: {verified:?}");
+    drop(store);
+    // Opened again before anything is written, it finds the same end.
+    let store = Store::open_with(dir, options()).unwrap();
+    assert_eq!(&state(&store, &NAMES), expected, "{context}: second open");
 
     let head = expected.head_position.unwrap();
     let version = expected.streams["a"].0.unwrap();
@@ -62,6 +63,11 @@ fn check_recovered(dir: &Path, segment: &Path, end: usize, expected: &State, con
     assert_eq!((result.first_offset, result.first_position), (version + 1, head + 1), "{context}");
     let after = state(&store, &NAMES);
     store.close().unwrap();
+    // The garbage is cut: every byte after the new record is zero.
+    let new_end = end + (support::FRAME_HEADER_LEN + "a".len() + "After".len() + "after".len()).next_multiple_of(8);
+    let bytes = std::fs::read(segment).unwrap();
+    let left = bytes[new_end..].iter().position(|&b| b != 0).map(|at| at + new_end);
+    assert_eq!(left, None, "{context}: garbage left after the new record, which ends at {new_end}");
     let store = Store::open_with(dir, options()).unwrap();
     assert_eq!(store.recovery_report().tail_bytes_cut, 0, "{context}: {:?}", store.recovery_report());
     assert_eq!(state(&store, &NAMES), after, "{context}: reopen after the append");
@@ -127,15 +133,20 @@ fn garbage_further_after_the_last_record_is_cut_too() {
 
 #[test]
 fn stale_frames_past_the_first_page_after_the_end_never_come_back() {
-    // A crash during one large unsynced write: its first pages were lost, later pages reached the disk. Here the
-    // pages that survived come from a copy of the store that went on appending the same-sized events.
+    // A crash during unsynced writes: their first pages were lost, later pages reached the disk. Here the pages
+    // that survived come from a copy of the store that went on appending the same-sized events without syncing
+    // (so that, as in a lost group, none of them claims that anything after the end was synced).
     const LOST: u64 = 20;
     const WRITTEN: u64 = 40;
     let pristine = pristine();
     let future = tempfile::tempdir().unwrap();
     copy_dir(pristine.dir.path(), future.path());
     let event = |tag: &str| [EventData::new("Same", format!("{tag:>200}").into_bytes())];
-    let store = Store::open_with(future.path(), options()).unwrap();
+    let unsynced = Options {
+        durability: Durability::Buffer { flush_interval: std::time::Duration::from_secs(24 * 3600) },
+        ..options()
+    };
+    let store = Store::open_with(future.path(), unsynced).unwrap();
     for i in 0..WRITTEN {
         store.append("a", ExpectedVersion::Any, &event(&format!("unsynced {i}"))).unwrap();
     }
