@@ -70,8 +70,8 @@ pub trait Event: Serialize + DeserializeOwned + 'static {
         })
     }
 
-    /// The upcasters from every older schema version still found in streams up to [`SCHEMA_VERSION`]
-    /// (Self::SCHEMA_VERSION). Default none. Called once per [`EventCodec`].
+    /// The upcasters from every older schema version still found in streams to
+    /// [`SCHEMA_VERSION`](Self::SCHEMA_VERSION). Default none. Called once per [`EventCodec`].
     fn upcasters<C: Codec>() -> Upcasters<Self, C> {
         Upcasters::new()
     }

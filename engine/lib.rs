@@ -306,3 +306,8 @@ pub mod __fuzz {
         crate::segment::file_name(base_position)
     }
 }
+
+/// The README's quick start, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeQuickStart;

@@ -11,44 +11,8 @@ mod account;
 
 use std::collections::HashMap;
 
-use account::{Account, AccountError, AccountEvent, Cents, TransferEvent};
-use annals::{Error, EventCodec, ExpectedVersion, Loaded, Repository, RepositoryError, Store, StreamAppend};
-
-type Result<T> = std::result::Result<T, RepositoryError<AccountError>>;
-
-/// Loads both accounts, checks the rules, and appends the three parts atomically.
-fn transfer(repository: &Repository<Account>, from: u64, to: u64, amount: Cents, transfer_id: &str) -> Result<()> {
-    let (source, target) = (repository.load(from)?, repository.load(to)?);
-    transfer_loaded(repository, &source, &target, amount, transfer_id)
-}
-
-fn transfer_loaded(
-    repository: &Repository<Account>,
-    source: &Loaded<Account>,
-    target: &Loaded<Account>,
-    amount: Cents,
-    transfer_id: &str,
-) -> Result<()> {
-    let withdrawn = source.state().withdraw_for(amount, Some(transfer_id)).map_err(RepositoryError::Domain)?;
-    let deposited = target.state().deposit_for(amount, Some(transfer_id)).map_err(RepositoryError::Domain)?;
-    let completed = TransferEvent::TransferCompleted {
-        transfer_id: transfer_id.to_owned(),
-        from_account_id: source.state().account_id,
-        to_account_id: target.state().account_id,
-        amount,
-    };
-    let transfers = StreamAppend {
-        stream: "transfers".into(),
-        expected: ExpectedVersion::Any,
-        events: vec![EventCodec::<TransferEvent>::default().encode(&completed)?],
-    };
-    repository.store().append_multi(&[
-        repository.stream_append(source, &withdrawn)?,
-        repository.stream_append(target, &deposited)?,
-        transfers,
-    ])?;
-    Ok(())
-}
+use account::{transfer, transfer_loaded, Account, AccountError, AccountEvent, Cents, TransferEvent};
+use annals::{Error, EventCodec, Loaded, Repository, RepositoryError, Store};
 
 fn open(repository: &Repository<Account>, id: u64, balance: Cents) {
     let mut account = Loaded::<Account>::new(id);

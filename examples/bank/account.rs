@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use annals::{Aggregate, Event};
+use annals::{Aggregate, Event, EventCodec, ExpectedVersion, Loaded, Repository, RepositoryError, StreamAppend};
 use serde::{Deserialize, Serialize};
 
 /// An amount of money in cents.
@@ -191,4 +191,52 @@ impl Account {
             AccountStatus::Active => Ok(()),
         }
     }
+}
+
+/// The stream that records completed transfers.
+pub const TRANSFERS_STREAM: &str = "transfers";
+
+/// Moves `amount` from account `from` to account `to`: loads both, checks the rules, and appends the
+/// withdrawal, the deposit and a `TransferCompleted` (in `transfers`) as one atomic `append_multi`.
+///
+/// A concurrent change to either account fails the whole transfer with a conflict
+/// ([`RepositoryError::is_conflict`]); nothing is written then, and the caller may retry.
+pub fn transfer(
+    repository: &Repository<Account>,
+    from: u64,
+    to: u64,
+    amount: Cents,
+    transfer_id: &str,
+) -> Result<(), RepositoryError<AccountError>> {
+    let (source, target) = (repository.load(from)?, repository.load(to)?);
+    transfer_loaded(repository, &source, &target, amount, transfer_id)
+}
+
+/// [`transfer`] between two accounts already loaded: the append expects the versions they were loaded at.
+pub fn transfer_loaded(
+    repository: &Repository<Account>,
+    source: &Loaded<Account>,
+    target: &Loaded<Account>,
+    amount: Cents,
+    transfer_id: &str,
+) -> Result<(), RepositoryError<AccountError>> {
+    let withdrawn = source.state().withdraw_for(amount, Some(transfer_id)).map_err(RepositoryError::Domain)?;
+    let deposited = target.state().deposit_for(amount, Some(transfer_id)).map_err(RepositoryError::Domain)?;
+    let completed = TransferEvent::TransferCompleted {
+        transfer_id: transfer_id.to_owned(),
+        from_account_id: source.state().account_id,
+        to_account_id: target.state().account_id,
+        amount,
+    };
+    let transfers = StreamAppend {
+        stream: TRANSFERS_STREAM.into(),
+        expected: ExpectedVersion::Any,
+        events: vec![EventCodec::<TransferEvent>::default().encode(&completed)?],
+    };
+    repository.store().append_multi(&[
+        repository.stream_append(source, &withdrawn)?,
+        repository.stream_append(target, &deposited)?,
+        transfers,
+    ])?;
+    Ok(())
 }
