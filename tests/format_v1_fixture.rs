@@ -628,15 +628,23 @@ fn torn_tail_is_cut_back_to_the_last_complete_transaction() {
         assert!(report.tail_bytes_cut > 0, "{report:?}");
         assert_store(&store, &prefix);
 
-        // The cut is zeroed on disk: nothing of the torn transaction is left after the new end of the log.
+        // Recovery writes nothing (format-spec.md §8): the torn tail is still on disk after the open.
         let last_segment = segment_names(dir.path()).pop().unwrap();
-        let segment = parse_segment(&last_segment, fs::read(dir.path().join(&last_segment)).unwrap());
-        assert_eq!(segment.frames.last().unwrap().position, prefix.len() as u64 - 1);
+        assert_eq!(
+            fs::read(dir.path().join(&last_segment)).unwrap(),
+            fs::read(fixture("torn-tail").join(&last_segment)).unwrap()
+        );
 
         // The positions of the cut transaction are given to the next append, and survive a reopen.
         let again = EventData::new("TransferRetried", &b"{}"[..]).with_id(Uuid::from_u128(ID_BASE + 2000));
         let result = store.append("transfers", ExpectedVersion::Any, &[again]).unwrap();
         assert_eq!(result.first_position, prefix.len() as u64);
+
+        // The writer zeroed the cut before that first write (§7.1 step 0): nothing of the torn transaction is
+        // left after the new end of the log, whose last record is the one just appended.
+        let segment = parse_segment(&last_segment, fs::read(dir.path().join(&last_segment)).unwrap());
+        assert_eq!(segment.frames.last().unwrap().position, prefix.len() as u64);
+        assert_eq!(segment.frames.last().unwrap().event_type, "TransferRetried");
         store.close().unwrap();
         let store = Store::open_with(dir.path(), options()).unwrap();
         let events = read_all(&store);
