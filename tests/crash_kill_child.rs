@@ -1,0 +1,475 @@
+//! A process killed with SIGKILL at any moment loses no acknowledged event and leaves no partial transaction.
+//!
+//! The test re-executes its own binary as a child (the `#[ignore]`d `child_entry` test, which does nothing
+//! unless `ANNALS_KILL_CHILD_DIR` is set). The child opens the store (64 KiB segments, so segments roll and
+//! checkpoints are written) and appends from eight threads under `Durability::SyncData`: single events,
+//! multi-event appends and `append_multi` across streams, some with exact expected versions. After each `Ok`
+//! it prints one line with the transaction's marker and, per event, the stream, offset, position and a hash
+//! of the payload. Every payload starts with `TXN <id> <index> <count> `, so a transaction's events can be
+//! recognised in the log whether or not it was acknowledged.
+//!
+//! The parent kills the child at a random moment (sometimes while it is still opening and recovering),
+//! reopens the store and checks: positions dense from 0; every stream's offsets dense, the same through
+//! `read_stream`; every acknowledged event present at its acknowledged offset and position with the same
+//! payload hash; everything seen by an earlier check unchanged; every transaction in the log whole (acknowledged
+//! or not); the store accepts a new append. Sometimes the check is skipped, so the next child opens (and may be
+//! killed while recovering) a store that a killed process left.
+//!
+//! Cycles accumulate on one directory: `ANNALS_KILL_CYCLES` (default 50), `ANNALS_KILL_SEED` (default: from
+//! the clock; printed), `ANNALS_KILL_DIR` (default: a temporary directory). A long soak:
+//!
+//! ```text
+//! ANNALS_KILL_CYCLES=1000 cargo test --release --test crash_kill_child -- --nocapture
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use annals::{EventData, ExpectedVersion, Options, Store, StreamAppend};
+
+const CHILD_DIR_ENV: &str = "ANNALS_KILL_CHILD_DIR";
+const CHILD_SEED_ENV: &str = "ANNALS_KILL_CHILD_SEED";
+const CHILD_CYCLE_ENV: &str = "ANNALS_KILL_CHILD_CYCLE";
+const THREADS: usize = 8;
+const SHARED_STREAMS: [&str; 4] = ["shared-0", "shared-1", "shared-2", "shared-3"];
+/// A child left alone (its parent gone) stops after this long.
+const CHILD_LIFETIME: Duration = Duration::from_secs(120);
+
+fn options() -> Options {
+    Options { segment_size_bytes: 64 << 10, index_interval_events: 8, ..Default::default() }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi` (`hi > lo`).
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+
+    fn percent(&mut self, p: u64) -> bool {
+        self.next() % 100 < p
+    }
+}
+
+/// FNV-1a, 64 bits: the payload hash the child reports and the parent recomputes.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn payload(rng: &mut Rng, txn: &str, index: usize, count: usize) -> Vec<u8> {
+    let mut data = format!("TXN {txn} {index} {count} ").into_bytes();
+    let filler = rng.range(0, 300) as usize;
+    data.extend((0..filler).map(|_| b'a' + (rng.next() % 26) as u8));
+    data
+}
+
+/// The `TXN <id> <index> <count> ` marker at the start of a payload.
+fn marker(data: &[u8]) -> Option<(String, usize, usize)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut fields = text.splitn(5, ' ');
+    if fields.next()? != "TXN" {
+        return None;
+    }
+    let txn = fields.next()?.to_owned();
+    let index = fields.next()?.parse().ok()?;
+    let count = fields.next()?.parse().ok()?;
+    fields.next()?;
+    Some((txn, index, count))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The child.
+
+#[test]
+#[ignore = "the child process of kill_nine_at_random_moments_loses_no_acknowledged_event; idle unless ANNALS_KILL_CHILD_DIR is set"]
+fn child_entry() {
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else { return };
+    let seed: u64 = std::env::var(CHILD_SEED_ENV).unwrap().parse().unwrap();
+    let cycle: u64 = std::env::var(CHILD_CYCLE_ENV).unwrap().parse().unwrap();
+    let store = match Store::open_with(&dir, options()) {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("child: open failed: {err}");
+            std::process::exit(3);
+        }
+    };
+    // A newline first: libtest has printed "test child_entry ... " without one.
+    emit("\nREADY\n");
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let store = store.clone();
+            std::thread::spawn(move || append_forever(&store, seed, cycle, thread))
+        })
+        .collect();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    // Only reached when the parent is gone (or the lifetime ran out): nothing checks this process any more.
+    std::process::exit(0);
+}
+
+/// Writes one line to stdout at once and flushes it; exits if the parent is gone.
+fn emit(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+fn append_forever(store: &Store, seed: u64, cycle: u64, thread: usize) {
+    let mut rng = Rng(seed ^ (thread as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    // This thread's own streams: only it writes them, so it can append with exact expected versions.
+    let own: Vec<String> = (0..3).map(|k| format!("own-{thread}-{k}")).collect();
+    let mut versions: HashMap<String, Option<u64>> =
+        own.iter().map(|stream| (stream.clone(), store.stream_version(stream))).collect();
+    let started = Instant::now();
+    let mut seq = 0u64;
+    while started.elapsed() < CHILD_LIFETIME {
+        let txn = format!("c{cycle}.t{thread}.{seq}");
+        seq += 1;
+        let pick_stream = |rng: &mut Rng| -> String {
+            if rng.percent(50) {
+                own[rng.range(0, own.len() as u64) as usize].clone()
+            } else {
+                SHARED_STREAMS[rng.range(0, SHARED_STREAMS.len() as u64) as usize].to_owned()
+            }
+        };
+        let shape = rng.range(0, 100);
+        let mut streams = vec![pick_stream(&mut rng)];
+        if shape >= 70 {
+            for _ in 0..rng.range(1, 3) {
+                let stream = pick_stream(&mut rng);
+                if !streams.contains(&stream) {
+                    streams.push(stream);
+                }
+            }
+        }
+        let sizes: Vec<usize> = streams
+            .iter()
+            .map(|_| match shape {
+                0..40 => 1,
+                40..70 => rng.range(2, 7) as usize,
+                _ => rng.range(1, 4) as usize,
+            })
+            .collect();
+        let count: usize = sizes.iter().sum();
+        let mut index = 0;
+        let mut parts = Vec::new();
+        for (stream, size) in streams.iter().zip(&sizes) {
+            let expected = match versions.get(stream) {
+                Some(Some(version)) => ExpectedVersion::Exact(*version),
+                Some(None) => ExpectedVersion::NoStream,
+                None => ExpectedVersion::Any,
+            };
+            let events = (0..*size)
+                .map(|_| {
+                    let event =
+                        EventData::new(format!("Type{}", rng.range(0, 4)), payload(&mut rng, &txn, index, count));
+                    index += 1;
+                    event
+                })
+                .collect();
+            parts.push(StreamAppend { stream: stream.clone(), expected, events });
+        }
+        let result = if parts.len() == 1 && rng.percent(50) {
+            store.append(&parts[0].stream, parts[0].expected, &parts[0].events).map(|result| vec![result])
+        } else {
+            store.append_multi(&parts)
+        };
+        let results = match result {
+            Ok(results) => results,
+            Err(err) => {
+                eprintln!("child: append of {txn} failed: {err}");
+                std::process::exit(4);
+            }
+        };
+        let mut line = format!("ACK {txn} {count}");
+        for (part, result) in parts.iter().zip(&results) {
+            if let Some(version) = versions.get_mut(&part.stream) {
+                *version = Some(result.last_offset);
+            }
+            for (k, event) in part.events.iter().enumerate() {
+                let (offset, position) = (result.first_offset + k as u64, result.first_position + k as u64);
+                line.push_str(&format!(" {}:{offset}:{position}:{:016x}", part.stream, fnv(event.data())));
+            }
+        }
+        line.push('\n');
+        emit(&line);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The parent.
+
+/// One acknowledged event, as the child reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Acked {
+    txn: String,
+    stream: String,
+    offset: u64,
+    position: u64,
+    hash: u64,
+}
+
+fn parse_ack(line: &str) -> Vec<Acked> {
+    let mut fields = line.split(' ');
+    assert_eq!(fields.next(), Some("ACK"));
+    let txn = fields.next().expect("a transaction id").to_owned();
+    let count: usize = fields.next().expect("an event count").parse().expect("a number");
+    let events: Vec<Acked> = fields
+        .map(|field| {
+            let parts: Vec<&str> = field.split(':').collect();
+            assert_eq!(parts.len(), 4, "malformed ack field {field:?}");
+            Acked {
+                txn: txn.clone(),
+                stream: parts[0].to_owned(),
+                offset: parts[1].parse().unwrap(),
+                position: parts[2].parse().unwrap(),
+                hash: u64::from_str_radix(parts[3], 16).unwrap(),
+            }
+        })
+        .collect();
+    assert_eq!(events.len(), count, "ack line {line:?}");
+    events
+}
+
+/// What the log held at the last check, by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    stream: String,
+    offset: u64,
+    hash: u64,
+}
+
+#[derive(Default)]
+struct Totals {
+    acked_txns: usize,
+    unacked_txns_recovered: usize,
+    /// Kills before the child had opened the store (while starting, or recovering what the last one left).
+    kills_while_opening: usize,
+    checks: usize,
+}
+
+/// Runs one child, kills it at a random moment, returns the events it acknowledged.
+fn run_and_kill(dir: &Path, seed: u64, cycle: u64, rng: &mut Rng, totals: &mut Totals) -> Vec<Vec<Acked>> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR_ENV, dir)
+        .env(CHILD_SEED_ENV, seed.to_string())
+        .env(CHILD_CYCLE_ENV, cycle.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning the child");
+    let stdout = child.stdout.take().unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let (mut ready, mut acks) = (false, Vec::new());
+        let mut line = String::new();
+        // Only whole lines count: the last one may be cut by the kill.
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.ends_with('\n') {
+                if line == "READY\n" {
+                    ready = true;
+                    let _ = ready_tx.send(());
+                } else if line.starts_with("ACK ") {
+                    acks.push(parse_ack(line.trim_end()));
+                }
+            }
+            line.clear();
+        }
+        (ready, acks)
+    });
+
+    if rng.percent(25) {
+        // Possibly while the child is still opening the store and recovering what the last one left.
+        std::thread::sleep(Duration::from_micros(rng.range(0, 4_000)));
+    } else {
+        ready_rx.recv_timeout(Duration::from_secs(60)).expect("the child did not open the store");
+        std::thread::sleep(Duration::from_micros(rng.range(0, 100_000)));
+    }
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("seed {seed}, cycle {cycle}: the child exited on its own before the kill: {status}");
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "seed {seed}, cycle {cycle}: child status {status}");
+    let (ready, acks) = reader.join().unwrap();
+    if !ready {
+        totals.kills_while_opening += 1;
+    }
+    totals.acked_txns += acks.len();
+    acks
+}
+
+/// Opens the store and checks everything; extends `seen` with the whole log and appends one transaction.
+fn check(
+    dir: &Path,
+    ctx: &str,
+    seen: &mut Vec<Seen>,
+    txns_seen: &mut HashSet<String>,
+    acked: &[Vec<Acked>],
+    totals: &mut Totals,
+    cycle: u64,
+) {
+    let store = Store::open_with(dir, options()).unwrap_or_else(|err| panic!("{ctx}: reopen failed: {err}"));
+    let mut log = Vec::new();
+    let mut offsets: HashMap<String, u64> = HashMap::new();
+    let mut by_stream: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut open_txn: Option<(String, usize, usize)> = None;
+    let mut new_txns = Vec::new();
+    for (position, event) in store.read_all(0).unwrap().enumerate() {
+        let event = event.unwrap_or_else(|err| panic!("{ctx}: read_all yielded {err}"));
+        let position = position as u64;
+        assert_eq!(event.position(), position, "{ctx}: positions must be dense");
+        let stream = event.stream().to_owned();
+        let next_offset = offsets.entry(stream.clone()).or_insert(0);
+        assert_eq!(event.offset(), *next_offset, "{ctx}: offsets of {stream} must be dense (position {position})");
+        *next_offset += 1;
+        let hash = fnv(event.data());
+        let here = Seen { stream: stream.clone(), offset: event.offset(), hash };
+        by_stream.entry(stream.clone()).or_default().push((position, hash));
+        if let Some(before) = seen.get(position as usize) {
+            assert_eq!(&here, before, "{ctx}: position {position} changed since the last check");
+        } else {
+            // Every transaction whole: its events at consecutive positions, index 0 to count - 1.
+            let (txn, index, count) = marker(event.data())
+                .unwrap_or_else(|| panic!("{ctx}: position {position} holds no transaction marker"));
+            match &mut open_txn {
+                Some((open, next, total)) => {
+                    assert!(
+                        *open == txn && *next == index && *total == count,
+                        "{ctx}: position {position} is event {index} of {txn}, expected event {next} of {open}"
+                    );
+                    *next += 1;
+                }
+                None => {
+                    assert_eq!(index, 0, "{ctx}: position {position} starts in the middle of {txn}");
+                    assert!(txns_seen.insert(txn.clone()), "{ctx}: transaction {txn} appears twice");
+                    new_txns.push(txn.clone());
+                    open_txn = Some((txn, 1, count));
+                }
+            }
+            if matches!(&open_txn, Some((_, next, total)) if next == total) {
+                open_txn = None;
+            }
+        }
+        log.push(here);
+    }
+    assert!(open_txn.is_none(), "{ctx}: the log ends inside transaction {:?} (a partial transaction)", open_txn);
+    assert!(log.len() >= seen.len(), "{ctx}: the log shrank from {} to {} events", seen.len(), log.len());
+    assert_eq!(store.head_position(), (log.len() as u64).checked_sub(1), "{ctx}: head position");
+
+    // Every acknowledged event where the child was told it is.
+    let mut acked_txns = HashSet::new();
+    for txn in acked {
+        for event in txn {
+            let found = log.get(event.position as usize);
+            let expected = Seen { stream: event.stream.clone(), offset: event.offset, hash: event.hash };
+            assert_eq!(found, Some(&expected), "{ctx}: acknowledged event {event:?} is lost or changed");
+            acked_txns.insert(event.txn.clone());
+        }
+    }
+    totals.unacked_txns_recovered += new_txns.iter().filter(|txn| !acked_txns.contains(*txn)).count();
+
+    // Each stream read on its own shows the same events, forwards and backwards.
+    for (stream, events) in &by_stream {
+        assert_eq!(store.stream_version(stream), Some(events.len() as u64 - 1), "{ctx}: version of {stream}");
+        let forward: Vec<(u64, u64)> = store
+            .read_stream(stream, 0)
+            .unwrap()
+            .map(|event| {
+                let event = event.unwrap_or_else(|err| panic!("{ctx}: read_stream({stream}) yielded {err}"));
+                (event.position(), fnv(event.data()))
+            })
+            .collect();
+        assert_eq!(&forward, events, "{ctx}: read_stream({stream}, 0)");
+        let mut backwards: Vec<(u64, u64)> = store
+            .read_stream_backwards(stream, None)
+            .unwrap()
+            .map(|event| {
+                let event = event.unwrap_or_else(|err| panic!("{ctx}: read_stream_backwards({stream}) yielded {err}"));
+                (event.position(), fnv(event.data()))
+            })
+            .collect();
+        backwards.reverse();
+        assert_eq!(&backwards, events, "{ctx}: read_stream_backwards({stream})");
+    }
+
+    // The store accepts new appends.
+    let txn = format!("P{cycle}");
+    let parts: Vec<StreamAppend> = ["parent", "shared-0"]
+        .iter()
+        .enumerate()
+        .map(|(index, stream)| StreamAppend {
+            stream: (*stream).into(),
+            expected: ExpectedVersion::Any,
+            events: vec![EventData::new("ParentChecked", format!("TXN {txn} {index} 2 after check").into_bytes())],
+        })
+        .collect();
+    let results = store.append_multi(&parts).unwrap_or_else(|err| panic!("{ctx}: append after recovery failed: {err}"));
+    for (part, result) in parts.iter().zip(results) {
+        assert_eq!(result.first_position, log.len() as u64, "{ctx}: position of the parent's append");
+        let offset = offsets.get(&part.stream).copied().unwrap_or(0);
+        assert_eq!(result.first_offset, offset, "{ctx}: offset of the parent's append to {}", part.stream);
+        log.push(Seen { stream: part.stream.clone(), offset, hash: fnv(part.events[0].data()) });
+    }
+    txns_seen.insert(txn);
+    store.close().unwrap_or_else(|err| panic!("{ctx}: close failed: {err}"));
+    *seen = log;
+    totals.checks += 1;
+}
+
+#[test]
+fn kill_nine_at_random_moments_loses_no_acknowledged_event() {
+    let cycles: u64 = std::env::var("ANNALS_KILL_CYCLES").ok().map_or(50, |s| s.parse().expect("ANNALS_KILL_CYCLES"));
+    let seed: u64 = std::env::var("ANNALS_KILL_SEED").ok().map_or_else(
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+        |s| s.parse().expect("ANNALS_KILL_SEED"),
+    );
+    println!(
+        "kill test: seed {seed}, {cycles} cycles (rerun with ANNALS_KILL_SEED={seed} ANNALS_KILL_CYCLES={cycles})"
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("ANNALS_KILL_DIR").map_or_else(|| temp.path().to_owned(), Into::into);
+    let mut rng = Rng(seed);
+    let mut seen = Vec::new();
+    let mut txns_seen = HashSet::new();
+    let mut totals = Totals::default();
+    let mut unchecked: Vec<Vec<Acked>> = Vec::new();
+    for cycle in 0..cycles {
+        let acks = run_and_kill(&dir, rng.next(), cycle, &mut rng, &mut totals);
+        unchecked.extend(acks);
+        // Now and then the next child opens what this one left, unchecked (and may be killed while recovering).
+        if cycle + 1 < cycles && rng.percent(25) {
+            continue;
+        }
+        let ctx = format!("seed {seed}, cycle {cycle}");
+        check(&dir, &ctx, &mut seen, &mut txns_seen, &unchecked, &mut totals, cycle);
+        unchecked.clear();
+    }
+    println!(
+        "{cycles} kills ({} while opening), {} checks, {} acknowledged transactions, {} transactions in the log, {} events",
+        totals.kills_while_opening,
+        totals.checks,
+        totals.acked_txns,
+        txns_seen.len(),
+        seen.len()
+    );
+    assert!(totals.acked_txns > 0, "seed {seed}: no child acknowledged anything");
+}
