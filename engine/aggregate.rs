@@ -1210,6 +1210,29 @@ mod tests {
         }
     }
 
+    impl Event for Every {}
+
+    #[derive(Serialize, Deserialize, Default)]
+    struct Total(i64);
+
+    impl Aggregate for Total {
+        type Event = Every;
+        type Error = String;
+        const CATEGORY: &'static str = "total";
+        fn apply(&mut self, _: &Every) {
+            self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn the_typed_layer_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Repository<Total>>();
+        send_sync::<EventCodec<Every>>();
+        send_sync::<Upcasters<Every>>();
+        send_sync::<crate::Snapshot>();
+    }
+
     #[test]
     fn the_policy_snapshots_when_a_multiple_is_crossed() {
         let policy = SnapshotPolicy::every(10);

@@ -221,6 +221,12 @@ impl fmt::Display for SkippedSnapshot {
 }
 
 /// Why a snapshot file was not trusted.
+///
+/// ```
+/// use annals::SkipReason;
+/// let reason = SkipReason::BeyondHead { offset: 9, head: Some(5) };
+/// assert_eq!(reason.to_string(), "its offset 9 is beyond the stream's last offset 5");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SkipReason {
