@@ -189,24 +189,40 @@ impl ReadAll {
     }
 
     /// Steps over records (checking their framing, not yet their CRC) until `position`.
+    ///
+    /// When a step lands somewhere that is not the next record, the record stepped from is decoded in full:
+    /// a damaged length is the usual cause, and the error then names that record.
     fn skip_to(&mut self, position: u64) -> Result<()> {
         let segment = self.segment.clone().expect("entered a segment");
+        let bytes = segment.bytes();
+        let mut stepped_from: Option<usize> = None;
         while self.next_position < position {
-            let bytes = segment.bytes();
-            let (found, _, _) = frame::peek_position_prev(bytes.get(self.at..).unwrap_or_default())
-                .ok_or_else(|| Error::corrupt(segment.path(), self.at as u64, "record runs past the segment end"))?;
-            let len = u32::from_le_bytes(bytes[self.at..self.at + 4].try_into().expect("4 bytes")) as usize;
-            if found != self.next_position || len < frame::HEADER_LEN {
-                // Fall back to a full decode for a precise error.
-                decode_at(&segment, self.at)?;
-                return Err(Error::corrupt(
-                    segment.path(),
-                    self.at as u64,
-                    format!("expected position {}, found {found}", self.next_position),
-                ));
+            let links = bytes.get(self.at..).and_then(frame::peek_position_prev);
+            let len = bytes.get(self.at..self.at + 4).map(|len| u32::from_le_bytes(len.try_into().expect("4 bytes")));
+            match (links, len) {
+                (Some((found, _, _)), Some(len))
+                    if found == self.next_position && len as usize >= frame::HEADER_LEN =>
+                {
+                    stepped_from = Some(self.at);
+                    self.at += frame::aligned(len as usize);
+                    self.next_position += 1;
+                }
+                _ => {
+                    if let Some(from) = stepped_from {
+                        decode_at(&segment, from)?;
+                    }
+                    decode_at(&segment, self.at)?;
+                    let reason = format!("expected position {} here", self.next_position);
+                    return Err(Error::corrupt(segment.path(), self.at as u64, reason));
+                }
             }
-            self.at += frame::aligned(len);
-            self.next_position += 1;
+        }
+        // The last step must land on the record to read first (unless that one is in the next segment).
+        let landed = bytes.get(self.at..).and_then(frame::peek_position_prev).map(|(found, _, _)| found);
+        if position < self.segment_end_position.min(self.end_position) && landed != Some(position) {
+            if let Some(from) = stepped_from {
+                decode_at(&segment, from)?;
+            }
         }
         Ok(())
     }

@@ -291,7 +291,8 @@ fn replay(
         // Whatever ended the scan (garbage, a torn frame, zeros, an incomplete transaction), an intact record
         // further on that was written after the first lost position had been synced proves that synced data
         // is damaged: that is corruption to report, not a tail to cut.
-        if let Some(proof) = later_synced_record(segment, at, next_position, options) {
+        let look = look_past(segment, at, next_position, options);
+        if let LookPast::Proof(proof) = look {
             let reason = stop.clone().unwrap_or_else(|| match pending.is_empty() {
                 true => "zeros where a record was expected".to_owned(),
                 false => "transaction cut short by zeros".to_owned(),
@@ -306,7 +307,9 @@ fn replay(
         // from `cut` on are zeroed and synced by the writer before its first write, so that no stale frame
         // (from pages of a lost group that did reach the disk) can ever line up with a future write.
         let cut = committed.0;
-        report.tail_bytes_cut = (at - cut) as u64 + u64::from(stop.is_some());
+        if let LookPast::NoProof { nonzero_end } = look {
+            report.tail_bytes_cut = (nonzero_end.max(at) - cut) as u64;
+        }
         return Ok(WriterState {
             active: segment.clone(),
             write_at: cut as u64,
@@ -339,39 +342,50 @@ fn apply(log: &Log, index: &mut Index, segment: &Segment, record: &Pending) -> R
     Ok(())
 }
 
+/// What lies past the end of the recovered log.
+enum LookPast {
+    /// An intact record at this byte offset proves that the first lost position had been synced.
+    Proof(usize),
+    /// No proof; the bytes from the stop to `nonzero_end` are not all zero (what the cut drops).
+    NoProof { nonzero_end: usize },
+}
+
 /// Looks past a bad record for an intact one that proves position `lost` was synced (its `synced_before` is
 /// beyond it). Looks as far as unsynced bytes can reach: a few groups.
 ///
 /// The look ends at the first 64 KiB of zeros (the unwritten end of the log: a clean open looks at 64 KiB and
 /// stops), so a zeroed span longer than that hides what follows it; `Store::verify` and reads still find
 /// damage before the recovered end.
-fn later_synced_record(segment: &Segment, bad_at: usize, lost: u64, options: &Options) -> Option<usize> {
+fn look_past(segment: &Segment, bad_at: usize, lost: u64, options: &Options) -> LookPast {
     const ZERO_RUN_BYTES_MAX: usize = 64 << 10;
     let bytes = segment.bytes();
     let window = 4 * options.batch_bytes_max + 2 * options.event_size_bytes_max;
     let end = bytes.len().min(bad_at.saturating_add(usize::try_from(window).unwrap_or(usize::MAX)));
-    let mut at = frame::aligned(bad_at + 1);
+    let mut at = bad_at;
     let mut zero_run = 0;
+    // Where the bytes past the stop become zeros for good (as far as the look goes): the extent of the cut.
+    let mut nonzero_end = bad_at;
     while at + frame::HEADER_LEN <= end {
         if bytes[at..at + frame::FRAME_ALIGN].iter().all(|&b| b == 0) {
             zero_run += frame::FRAME_ALIGN;
             if zero_run >= ZERO_RUN_BYTES_MAX {
-                return None;
+                return LookPast::NoProof { nonzero_end };
             }
             at += frame::FRAME_ALIGN;
             continue;
         }
         zero_run = 0;
+        nonzero_end = at + frame::FRAME_ALIGN;
         if let Some((position, _, _)) = frame::peek_position_prev(&bytes[at..]) {
             if position > lost && position - lost < 1 << 32 {
                 if let Ok(frame) = decode_at(segment, at) {
                     if frame.header.synced_before > lost {
-                        return Some(at);
+                        return LookPast::Proof(at);
                     }
                 }
             }
         }
         at += frame::FRAME_ALIGN;
     }
-    None
+    LookPast::NoProof { nonzero_end }
 }

@@ -255,13 +255,17 @@ impl Store {
     /// or an offset past its end, yields nothing.
     ///
     /// The iterator is a snapshot of the stream when it was created. Reading costs what the stream holds, not
-    /// what the log holds. Each item is an error only if the record on disk is damaged (`Corrupt`).
+    /// what the log holds. Each item is an error only if the record on disk is damaged (`Corrupt`, naming
+    /// the damaged record); the iteration ends there. Records are located a chunk of up to
+    /// `index_interval_events` at a time, so damage can end the iteration up to that many events before the
+    /// damaged one.
     pub fn read_stream(&self, stream: &str, from_offset: u64) -> Result<ReadStream> {
         validate_stream_name(stream)?;
         Ok(ReadStream::new(self.source(), stream, from_offset, self.stream_version(stream)))
     }
 
-    /// The committed events of `stream` from `from_offset` (`None`: its last event) back to offset 0.
+    /// The committed events of `stream` from `from_offset` (`None`, or an offset past the end: its last event)
+    /// back to offset 0.
     pub fn read_stream_backwards(&self, stream: &str, from_offset: Option<u64>) -> Result<ReadStreamBackwards> {
         validate_stream_name(stream)?;
         Ok(ReadStreamBackwards::new(self.source(), stream, from_offset, self.stream_version(stream)))
@@ -353,7 +357,11 @@ fn validate_options(options: &Options) -> Result<()> {
     if !(crate::segment::SEGMENT_SIZE_BYTES_MIN..=crate::segment::SEGMENT_SIZE_BYTES_MAX).contains(&size)
         || !size.is_multiple_of(frame::FRAME_ALIGN as u64)
     {
-        return invalid(format!("segment_size_bytes must be a multiple of 8 from 4096 to {}, not {size}", u32::MAX));
+        return invalid(format!(
+            "segment_size_bytes must be a multiple of 8 from {} to {}, not {size}",
+            crate::segment::SEGMENT_SIZE_BYTES_MIN,
+            crate::segment::SEGMENT_SIZE_BYTES_MAX
+        ));
     }
     if options.event_size_bytes_max < (HEADER_LEN + 2) as u64 {
         return invalid(format!("event_size_bytes_max must be at least {}", HEADER_LEN + 2));

@@ -160,7 +160,10 @@ enum Work {
 
 impl Writer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
-        let synced_next = state.next_position;
+        // Recovered records of the active segment may have been in the page cache only (a process killed
+        // between write and sync): nothing in it counts as synced until this writer syncs it. Earlier segments
+        // were synced before their successors were created.
+        let synced_next = state.active.base_position();
         Writer { shared, state, synced_next, buffer: Vec::new(), dirty_since: None, spare: None }
     }
 
@@ -221,6 +224,11 @@ impl Writer {
                 (Durability::Buffer { flush_interval }, Some(since)) => Some(since + flush_interval),
                 _ => None,
             };
+            if flush_due.is_some() && self.shared.poisoned().is_some() {
+                // Nothing can be synced any more: never flush again (a due flush would spin here forever).
+                self.dirty_since = None;
+                continue;
+            }
             if flush_due.is_some_and(|due| due <= Instant::now()) {
                 return Work::Flush;
             }
@@ -268,6 +276,7 @@ impl Writer {
                 return self.fail_all(txns.into_iter().map(|txn| txn.responder).collect(), cause);
             }
             self.state.tail_zeroed = true;
+            self.synced_next = self.state.next_position;
         }
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         // Timestamps never go backwards, whatever the wall clock does.
@@ -399,14 +408,16 @@ impl Writer {
             return self.fail_all(responders, cause);
         }
 
-        // Publish: the index first, then the head position readers of the whole log go by.
+        // Publish the index and the head position together: the head is stored while the index's write lock
+        // is held, so no reader sees a stream's new event (through the index) before a read of the whole log
+        // that starts after it would see it too.
         {
             let mut index = self.shared.index.write();
             for &(txn_no, part_no, offset, here) in &records {
                 index.record(&bodies[txn_no].0[part_no].stream, offset, here, &*self.shared.log);
             }
+            self.shared.committed.store(self.state.next_position, Ordering::Release);
         }
-        self.shared.committed.store(self.state.next_position, Ordering::Release);
         self.prepare_spare_if_due();
         for (responder, outcome) in responders.into_iter().zip(outcomes) {
             responder.send(match outcome {

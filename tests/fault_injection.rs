@@ -156,3 +156,36 @@ fn out_of_space_creating_a_segment_is_a_clean_error() {
     assert_eq!(store.stream_version("account-1"), Some(acknowledged.len() as u64));
     assert_eq!(store.stream_version("account-2"), Some(99));
 }
+
+#[test]
+fn a_poisoned_store_under_buffer_durability_still_closes() {
+    // Under `Buffer`, a flush falls due after the interval; once a sync has failed it can never succeed,
+    // and the writer must not keep trying (it used to spin, and `close` never returned).
+    let dir = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let options = Options {
+        durability: annals::Durability::Buffer { flush_interval: std::time::Duration::from_millis(20) },
+        fault_injector: Some(injector(IoOp::SyncData, armed.clone(), libc_eio())),
+        ..Default::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.append("account-1", ExpectedVersion::Any, &[event(0)]).unwrap();
+    armed.store(true, Ordering::SeqCst);
+    store.append("account-1", ExpectedVersion::Any, &[event(1)]).unwrap();
+    // Let the background flush fail and poison the store.
+    let mut poisoned = false;
+    for i in 2..200 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        if let Err(err) = store.append("account-1", ExpectedVersion::Any, &[event(i)]) {
+            assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+            poisoned = true;
+            break;
+        }
+    }
+    assert!(poisoned, "the failed background sync must poison the store");
+    // The hang guard: close must come back (with the poison) rather than block forever.
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(store.close()).unwrap());
+    let result = closed.recv_timeout(std::time::Duration::from_secs(60)).expect("close hung on a poisoned store");
+    assert!(matches!(result, Err(Error::Poisoned { .. })));
+}
