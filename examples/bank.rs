@@ -264,7 +264,7 @@ fn show_account(repository: &Repository<Account>, id: u64) -> Result<()> {
     const SHOWN: u64 = 6;
     let from = history.saturating_sub(SHOWN);
     if from > 0 {
-        println!("  … {} earlier events", group(from));
+        println!("  … {} earlier event{}", group(from), if from == 1 { "" } else { "s" });
     }
     for recorded in repository.store().read_stream(account.stream(), from)? {
         let recorded = recorded?;
