@@ -125,11 +125,18 @@ impl Io {
     pub(crate) fn write_file_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.check(IoOp::CreateFile)?;
         let tmp = path.with_extension("tmp");
-        let file = File::create(&tmp)?;
-        self.write_at(&file, bytes, 0)?;
-        self.sync_all(&file)?;
-        drop(file);
-        self.rename(&tmp, path)?;
+        let written = (|| {
+            let file = File::create(&tmp)?;
+            self.write_at(&file, bytes, 0)?;
+            self.sync_all(&file)?;
+            drop(file);
+            self.rename(&tmp, path)
+        })();
+        if written.is_err() {
+            // Best effort: a leftover is also removed (or overwritten) by the next open or write.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
         self.sync_dir(path.parent().expect("a file inside the store directory"))
     }
 

@@ -376,6 +376,7 @@ fn validate_options(options: &Options) -> Result<()> {
 }
 
 fn check_name(name: &str, max: usize) -> Result<(), &'static str> {
+    const _: () = assert!(STREAM_NAME_BYTES_MAX == 1024 && EVENT_TYPE_BYTES_MAX == 1024, "the message below says 1024");
     if name.is_empty() {
         Err("must not be empty")
     } else if name.len() > max {
