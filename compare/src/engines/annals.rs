@@ -1,0 +1,86 @@
+//! annals with its default options: `Durability::SyncData` (every append returns after `fdatasync`), 64 MiB
+//! segments, group commit. Appends use `ExpectedVersion::Any`, as the library's own benches do: the store
+//! assigns the next offset. A batch of single events for different streams is one `append_multi`.
+
+use std::path::Path;
+
+use annals::{EventData, ExpectedVersion, Options, StreamAppend};
+use uuid::Uuid;
+
+use super::{Engine, Store, Writer};
+use crate::event::{Pending, EVENT_TYPE};
+use crate::Result;
+
+pub struct Annals;
+
+impl Engine for Annals {
+    fn name(&self) -> &'static str {
+        "annals"
+    }
+
+    fn open(&self, dir: &Path) -> Result<Box<dyn Store>> {
+        Ok(Box::new(AnnalsStore(annals::Store::open_with(dir, Options::default())?)))
+    }
+}
+
+struct AnnalsStore(annals::Store);
+
+fn event_data(pending: &Pending) -> EventData {
+    EventData::new(EVENT_TYPE, pending.event.data.clone()).with_id(Uuid::from_bytes(pending.event.id))
+}
+
+impl Store for AnnalsStore {
+    fn writer(&self) -> Result<Box<dyn Writer + '_>> {
+        Ok(Box::new(AnnalsWriter(self.0.clone())))
+    }
+
+    fn scan_all(&self, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
+        let mut count = 0;
+        for event in self.0.read_all(0)? {
+            visit(event?.data());
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn read_stream(&self, stream: &str, max_events: u64, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
+        let mut count = 0;
+        for event in self.0.read_stream(stream, 0)? {
+            visit(event?.data());
+            count += 1;
+            if count == max_events {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        Ok(self.0.close()?)
+    }
+}
+
+struct AnnalsWriter(annals::Store);
+
+impl Writer for AnnalsWriter {
+    fn append(&mut self, batch: &[Pending]) -> Result<()> {
+        if let [pending] = batch {
+            self.0.append(&pending.stream, ExpectedVersion::Any, &[event_data(pending)])?;
+            return Ok(());
+        }
+        // Group adjacent events of one stream into one part.
+        let mut parts: Vec<StreamAppend> = Vec::new();
+        for pending in batch {
+            match parts.last_mut() {
+                Some(part) if part.stream == pending.stream => part.events.push(event_data(pending)),
+                _ => parts.push(StreamAppend {
+                    stream: pending.stream.clone(),
+                    expected: ExpectedVersion::Any,
+                    events: vec![event_data(pending)],
+                }),
+            }
+        }
+        self.0.append_multi(&parts)?;
+        Ok(())
+    }
+}
