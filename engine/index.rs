@@ -1,7 +1,7 @@
 //! The per-stream sparse offset index: for each stream its last offset, the locator of its last record, and
 //! the locator of every `interval`-th record. Derived data: rebuilt from the log when missing or stale.
 //!
-//! Streams are keyed by a 64-bit hash of their name (salted per open, never persisted). The name itself is
+//! Streams are keyed by a 64-bit hash of their name (foldhash, randomly seeded per open, never persisted). The name itself is
 //! not kept in memory: it is in every record, so a lookup confirms it by reading the stream's last record.
 //! Names that share a hash move to a small side table that keeps them beside their states.
 //!
@@ -9,7 +9,11 @@
 //! (about 35 to 70 bytes with the table's growth slack); each further `interval` events add one 8-byte locator.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use foldhash::fast::RandomState;
+
+use crate::frame::NO_PREV;
 
 /// Reads stream names out of the log for the index, which holds only locators.
 pub trait Names {
@@ -117,7 +121,7 @@ impl Index {
         Index {
             streams: ByHash::default(),
             collided: ByHash::default(),
-            salt: RandomState::new(),
+            salt: RandomState::default(),
             hash_mask,
             interval,
             count: 0,
@@ -154,51 +158,82 @@ impl Index {
         self.collided.get(&hash)?.iter().find(|(name, _)| &**name == stream).map(|(_, state)| state)
     }
 
-    /// Records that `stream`'s event at `offset` is at `locator`. Offsets must arrive in order, starting at 0.
-    pub fn record(&mut self, stream: &str, offset: u64, locator: u64, names: &dyn Names) {
+    /// Records that `stream`'s event at `offset`, whose back-link is `prev`, is at `locator`; `Err(())` (and
+    /// nothing recorded) if it does not continue the stream: offset 0 with no back-link for a new stream, else
+    /// the next offset linking back to the stream's head.
+    ///
+    /// The back-link identifies the stream: a record that links to the head of the stream in its hash slot
+    /// belongs to that stream, so the name is read back from the log only when a slot holds another stream
+    /// (replaying a million records used to read a million names back).
+    pub fn append(&mut self, stream: &str, offset: u64, prev: u64, locator: u64, names: &dyn Names) -> Result<(), ()> {
         let hash = self.hash(stream);
+        let continues = |state: &StreamState| offset == state.last_offset + 1 && prev == state.head;
+        let starts = offset == 0 && prev == NO_PREV;
         if let Some(state) = self.streams.get_mut(&hash) {
-            if names.is(state.head, stream) {
-                return state.advance(offset, locator, self.interval);
+            if prev != NO_PREV && prev == state.head {
+                if !continues(state) {
+                    return Err(());
+                }
+                state.advance(offset, locator, self.interval);
+                return Ok(());
+            }
+            // Not linked to this slot's head: this stream is new (with another in its slot), or the record
+            // is wrong (which needs the name to tell).
+            if !starts || names.is(state.head, stream) {
+                return Err(());
             }
         } else if let Some(entries) = self.collided.get_mut(&hash) {
             match entries.iter_mut().find(|(name, _)| &**name == stream) {
-                Some((_, state)) => state.advance(offset, locator, self.interval),
-                None => {
+                Some((_, state)) if continues(state) => state.advance(offset, locator, self.interval),
+                Some(_) => return Err(()),
+                None if starts => {
                     entries.push((stream.into(), StreamState::fresh(offset, locator)));
                     self.count += 1;
                 }
+                None => return Err(()),
             }
-            return;
+            return Ok(());
+        } else if !starts {
+            return Err(());
         }
-        self.insert_new(hash, stream, StreamState::fresh(offset, locator), names);
+        self.insert_new(hash, stream, StreamState::fresh(offset, locator), names)
     }
 
     /// Puts a whole stream state in place (loading a checkpoint). The stream must not exist yet.
-    pub fn insert(&mut self, stream: &str, state: StreamState, names: &dyn Names) {
+    /// `Err(())` (and nothing changed) if the stream is already there: a checkpoint naming a stream twice is
+    /// damaged, and is rejected rather than trusted.
+    pub fn insert(&mut self, stream: &str, state: StreamState, names: &dyn Names) -> Result<(), ()> {
         let hash = self.hash(stream);
         if let Some(entries) = self.collided.get_mut(&hash) {
-            assert!(entries.iter().all(|(name, _)| &**name != stream), "stream inserted twice");
+            if entries.iter().any(|(name, _)| &**name == stream) {
+                return Err(());
+            }
             entries.push((stream.into(), state));
             self.count += 1;
+            Ok(())
         } else {
-            self.insert_new(hash, stream, state, names);
+            self.insert_new(hash, stream, state, names)
         }
     }
 
-    /// Adds a stream that is not in the index, moving a stream of the same hash to the side table.
-    fn insert_new(&mut self, hash: u64, stream: &str, state: StreamState, names: &dyn Names) {
-        match self.streams.remove(&hash) {
-            None => {
-                self.streams.insert(hash, state);
+    /// Adds a stream that is not in the index, moving a stream of the same hash to the side table. `Err(())`
+    /// if the stream is there already.
+    fn insert_new(&mut self, hash: u64, stream: &str, state: StreamState, names: &dyn Names) -> Result<(), ()> {
+        match self.streams.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(state);
             }
-            Some(other) => {
-                let other_name = names.name(other.head).into_boxed_str();
-                assert_ne!(&*other_name, stream, "stream inserted twice");
+            std::collections::hash_map::Entry::Occupied(slot) => {
+                let other_name = names.name(slot.get().head).into_boxed_str();
+                if &*other_name == stream {
+                    return Err(());
+                }
+                let other = slot.remove();
                 self.collided.insert(hash, vec![(other_name, other), (stream.into(), state)]);
             }
         }
         self.count += 1;
+        Ok(())
     }
 
     /// Every stream with its state, in no particular order (for checkpoints).
@@ -215,6 +250,14 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Index {
+        /// `append` with the back-link looked up: for tests that build an index by hand.
+        fn record(&mut self, stream: &str, offset: u64, locator: u64, names: &dyn Names) {
+            let prev = self.get(stream, names).map_or(NO_PREV, |state| state.head);
+            self.append(stream, offset, prev, locator, names).expect("the record continues its stream");
+        }
+    }
     use std::collections::HashMap as StdMap;
 
     /// A fake log: locator → stream name.

@@ -81,7 +81,8 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
                 break 'segments;
             }
             txn_after_expected = header.txn_after.checked_sub(1);
-            rebuilt.record(stream, header.offset, locator(segment.ordinal(), at as u32), log);
+            let here = locator(segment.ordinal(), at as u32);
+            rebuilt.append(stream, header.offset, header.prev, here, log).expect("continuity was checked above");
             report.records += 1;
             report.bytes += frame.stride() as u64;
             at += frame.stride();

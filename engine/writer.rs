@@ -291,9 +291,9 @@ impl Writer {
         }
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(bodies.len());
         // Streams touched by this group: last offset and head locator after the staged writes.
-        let mut staged: HashMap<&str, (u64, u64)> = HashMap::new();
+        let mut staged: HashMap<&str, (u64, u64), foldhash::fast::RandomState> = HashMap::default();
         // Index updates to publish after the sync: (txn, part, offset, locator).
-        let mut records: Vec<(usize, usize, u64, u64)> = Vec::new();
+        let mut records: Vec<(usize, usize, u64, u64, u64)> = Vec::new();
         let mut rolled = false;
         let mut roll_failure: Option<io::Error> = None;
         self.buffer.clear();
@@ -382,7 +382,7 @@ impl Writer {
                         &event.metadata,
                         &event.data,
                     );
-                    records.push((txn_no, part_no, offset, here));
+                    records.push((txn_no, part_no, offset, prev, here));
                     prev = here;
                     self.state.last_locator = here;
                     self.state.next_position += 1;
@@ -413,8 +413,10 @@ impl Writer {
         // that starts after it would see it too.
         {
             let mut index = self.shared.index.write();
-            for &(txn_no, part_no, offset, here) in &records {
-                index.record(&bodies[txn_no].0[part_no].stream, offset, here, &*self.shared.log);
+            for &(txn_no, part_no, offset, prev, here) in &records {
+                let stream = &bodies[txn_no].0[part_no].stream;
+                let appended = index.append(stream, offset, prev, here, &*self.shared.log);
+                assert!(appended.is_ok(), "the writer's own record continues stream {stream:?}");
             }
             self.shared.committed.store(self.state.next_position, Ordering::Release);
         }
