@@ -23,6 +23,9 @@ use std::sync::Arc;
 
 use annals::{EventData, ExpectedVersion, Options, RecordedEvent, Store, StreamAppend};
 
+mod support;
+use support::{fnv, Rng};
+
 const WRITERS: usize = 3;
 const TXNS_PER_WRITER: usize = 400;
 const FORWARD_READERS: usize = 2;
@@ -35,31 +38,6 @@ const READS_MAX: usize = 1_000_000;
 /// Reads every reader completes before the writers go past half-way.
 const READS_BEFORE_HALF_WAY: usize = 3;
 const SHARED_STREAMS: [&str; 3] = ["shared-0", "shared-1", "shared-2"];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi` (`hi > lo`).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
-    }
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
 
 fn all_streams() -> Vec<String> {
     let mut streams: Vec<String> = SHARED_STREAMS.iter().map(|s| (*s).to_owned()).collect();

@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 use annals::{EventData, ExpectedVersion, Options, Store, StreamAppend};
 
+mod support;
+use support::{fnv, Rng};
+
 const CHILD_DIR_ENV: &str = "ANNALS_KILL_CHILD_DIR";
 const CHILD_SEED_ENV: &str = "ANNALS_KILL_CHILD_SEED";
 const CHILD_CYCLE_ENV: &str = "ANNALS_KILL_CHILD_CYCLE";
@@ -42,32 +45,6 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(120);
 
 fn options() -> Options {
     Options { segment_size_bytes: 64 << 10, index_interval_events: 8, ..Default::default() }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi` (`hi > lo`).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
-    }
-}
-
-/// FNV-1a, 64 bits: the payload hash the child reports and the parent recomputes.
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn payload(rng: &mut Rng, txn: &str, index: usize, count: usize) -> Vec<u8> {

@@ -40,6 +40,9 @@ use std::sync::{Arc, Mutex};
 use annals::{Error, EventData, ExpectedVersion, FaultInjector, IoOp, Options, Store, StreamAppend};
 use uuid::Uuid;
 
+mod support;
+use support::Rng;
+
 const SEGMENT_SIZE_BYTES: u64 = 32 << 10;
 const SEGMENT_HEADER_BYTES: usize = 64;
 const FRAME_HEADER_BYTES: usize = 88;
@@ -49,39 +52,6 @@ const SECTOR_BYTES: usize = 512;
 const SCRIPT_STEPS: usize = 260;
 const REOPEN_AT: [usize; 2] = [90, 180];
 const DEFAULT_SEED: u64 = 0x0a11_a150_90e5_2024;
-
-// ---------------------------------------------------------------------------------------------------------
-// A small deterministic RNG (SplitMix64): the test must replay exactly from its seed.
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi` (`hi > lo`).
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        assert!(hi > lo);
-        lo + (self.next() % (hi - lo) as u64) as usize
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len())]
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // The model: every transaction the script committed, in commit order.
@@ -167,13 +137,13 @@ fn options() -> Options {
 const STREAMS: [&str; 6] = ["account-1", "account-2", "order-7", "transfers", "audit", "s"];
 
 fn make_event(rng: &mut Rng, txn_no: usize, i: usize, big: bool) -> EventData {
-    let len = if big { rng.range(500, 800) } else { rng.range(0, 400) };
+    let len = if big { rng.range_usize(500, 800) } else { rng.range_usize(0, 400) };
     let mut data = format!("txn {txn_no} event {i} ").into_bytes();
     data.extend(rng.bytes(len));
-    let event_type = format!("Type{}", rng.range(0, 5));
+    let event_type = format!("Type{}", rng.range_usize(0, 5));
     let mut event = EventData::new(event_type, data).with_id(Uuid::from_u128(u128::from(rng.next()) << 64 | 1));
     if rng.percent(30) {
-        let len = rng.range(1, 60);
+        let len = rng.range_usize(1, 60);
         event = event.with_metadata(rng.bytes(len));
     }
     event
@@ -181,7 +151,7 @@ fn make_event(rng: &mut Rng, txn_no: usize, i: usize, big: bool) -> EventData {
 
 fn expected_for(rng: &mut Rng, model: &Model, stream: &str) -> ExpectedVersion {
     let current = model.versions.get(stream).copied();
-    match rng.range(0, 10) {
+    match rng.range_usize(0, 10) {
         0..=5 => ExpectedVersion::Any,
         6 | 7 => current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
         _ => match current {
@@ -219,7 +189,7 @@ fn run_script(seed: u64, dir: &Path, recorder: &Arc<Mutex<Recorder>>) -> (Model,
             store = Store::open_with(dir, options()).unwrap();
         }
         let txn_no = model.txns.len();
-        let kind = rng.range(0, 100);
+        let kind = rng.range_usize(0, 100);
         let parts: Vec<StreamAppend> = if kind < 40 {
             let stream = *rng.pick(&STREAMS);
             let expected = expected_for(&mut rng, &model, stream);
@@ -227,16 +197,17 @@ fn run_script(seed: u64, dir: &Path, recorder: &Arc<Mutex<Recorder>>) -> (Model,
         } else if kind < 65 {
             let stream = *rng.pick(&STREAMS);
             let expected = expected_for(&mut rng, &model, stream);
-            let events = (0..rng.range(2, 9)).map(|i| make_event(&mut rng, txn_no, i, false)).collect();
+            let events = (0..rng.range_usize(2, 9)).map(|i| make_event(&mut rng, txn_no, i, false)).collect();
             vec![StreamAppend { stream: stream.into(), expected, events }]
         } else if kind < 90 {
             let mut streams = STREAMS.to_vec();
             let mut parts = Vec::new();
             let mut i = 0;
-            for _ in 0..rng.range(2, 4) {
-                let stream = streams.remove(rng.range(0, streams.len()));
+            for _ in 0..rng.range_usize(2, 4) {
+                let stream = streams.remove(rng.range_usize(0, streams.len()));
                 let expected = expected_for(&mut rng, &model, stream);
-                let events: Vec<_> = (0..rng.range(1, 5)).map(|k| make_event(&mut rng, txn_no, i + k, false)).collect();
+                let events: Vec<_> =
+                    (0..rng.range_usize(1, 5)).map(|k| make_event(&mut rng, txn_no, i + k, false)).collect();
                 i += events.len();
                 parts.push(StreamAppend { stream: stream.into(), expected, events });
             }
@@ -245,7 +216,7 @@ fn run_script(seed: u64, dir: &Path, recorder: &Arc<Mutex<Recorder>>) -> (Model,
             // A large transaction (12 to 18 KiB): its write spans several pages, so a power cut can drop its
             // first pages and keep later ones.
             let stream = *rng.pick(&STREAMS);
-            let events = (0..rng.range(16, 24)).map(|i| make_event(&mut rng, txn_no, i, true)).collect();
+            let events = (0..rng.range_usize(16, 24)).map(|i| make_event(&mut rng, txn_no, i, true)).collect();
             vec![StreamAppend { stream: stream.into(), expected: ExpectedVersion::Any, events }]
         } else {
             // A conflicting append: refused, nothing written.
@@ -372,11 +343,11 @@ fn tear_bytes(rng: &mut Rng, tear: Tear, old: &[u8], new: &[u8], hint: &mut Opti
     let Some((lo, hi)) = diff_range(old, new) else { return out };
     match tear {
         Tear::Cut => {
-            let cut = rng.range(lo, hi + 1);
+            let cut = rng.range_usize(lo, hi + 1);
             out[lo..cut].copy_from_slice(&new[lo..cut]);
         }
         Tear::CutThenGarbage => {
-            let cut = rng.range(lo, hi);
+            let cut = rng.range_usize(lo, hi);
             out[lo..cut].copy_from_slice(&new[lo..cut]);
             out[cut..hi].copy_from_slice(&rng.bytes(hi - cut));
         }
@@ -394,7 +365,7 @@ fn tear_bytes(rng: &mut Rng, tear: Tear, old: &[u8], new: &[u8], hint: &mut Opti
         }
         Tear::LeadingPagesLost => {
             // Lose at least one whole page from the start of the write.
-            let lost_pages = rng.range(1, 3);
+            let lost_pages = rng.range_usize(1, 3);
             let kept_from = (lo + lost_pages * PAGE_BYTES).div_ceil(PAGE_BYTES) * PAGE_BYTES;
             if kept_from < hi {
                 out[kept_from..hi].copy_from_slice(&new[kept_from..hi]);
@@ -467,7 +438,7 @@ fn damage_checkpoint(
 ) -> bool {
     let pick_checkpoint = |rng: &mut Rng, snapshots: &[Snapshot]| {
         let with: Vec<_> = snapshots.iter().filter_map(|snapshot| snapshot.files.get(CHECKPOINT)).collect();
-        (!with.is_empty()).then(|| with[rng.range(0, with.len())].clone())
+        (!with.is_empty()).then(|| with[rng.range_usize(0, with.len())].clone())
     };
     match damage {
         CheckpointDamage::Missing => image.remove(CHECKPOINT).is_some(),
@@ -482,7 +453,7 @@ fn damage_checkpoint(
             }
         }
         CheckpointDamage::Garbage => {
-            let len = rng.range(0, 300);
+            let len = rng.range_usize(0, 300);
             image.insert(CHECKPOINT.into(), Arc::new(rng.bytes(len)));
             true
         }
@@ -490,10 +461,10 @@ fn damage_checkpoint(
             let Some(current) = image.get(CHECKPOINT) else { return false };
             let mut bytes = current.to_vec();
             if damage == CheckpointDamage::BitFlip {
-                let at = rng.range(0, bytes.len());
-                bytes[at] ^= 1 << rng.range(0, 8);
+                let at = rng.range_usize(0, bytes.len());
+                bytes[at] ^= 1 << rng.range_usize(0, 8);
             } else {
-                bytes.truncate(rng.range(0, bytes.len()));
+                bytes.truncate(rng.range_usize(0, bytes.len()));
             }
             image.insert(CHECKPOINT.into(), Arc::new(bytes));
             true
@@ -657,7 +628,7 @@ fn check_image(
     let lost = model.txns.get(txns);
     let parts = match (after, lost) {
         (AfterRecovery::Retry(hint), Some(lost)) => {
-            let mut count = if lost.len() > 1 { rng.range(1, lost.len()) } else { 1 };
+            let mut count = if lost.len() > 1 { rng.range_usize(1, lost.len()) } else { 1 };
             if let Some(hint) = hint {
                 // Retry exactly the frames that were lost with the dropped pages, so that the retry ends where
                 // the first kept frame of the lost transaction starts.
@@ -786,7 +757,7 @@ impl<'a> DamageTarget<'a> {
     }
 
     fn sealed(&self, rng: &mut Rng) -> &String {
-        &self.segments[rng.range(0, self.segments.len() - 1)]
+        &self.segments[rng.range_usize(0, self.segments.len() - 1)]
     }
 
     fn last(&self) -> &String {
@@ -811,7 +782,7 @@ fn check_deliberate_damage(root: &Path, target: &DamageTarget, rng: &mut Rng, ct
 
     // A flipped bit inside a record of a sealed segment, the index rebuilt from the log.
     let (start, position, _, len) = *rng.pick(&sealed_frames);
-    let (at, bit) = (rng.range(start, start + len), rng.range(0, 8));
+    let (at, bit) = (rng.range_usize(start, start + len), rng.range_usize(0, 8));
     let damaged = with_file(&target.without_checkpoint, &sealed, |bytes| bytes[at] ^= 1 << bit);
     expect_corrupt(root, &damaged, &format!("{ctx}: bit flip at byte {at} of {sealed} (record {position})"));
     cases += 1;
@@ -837,8 +808,8 @@ fn check_deliberate_damage(root: &Path, target: &DamageTarget, rng: &mut Rng, ct
     // A flipped bit inside a synced record of the last segment.
     if !target.last_synced.is_empty() {
         let (start, position, _, len) = *rng.pick(&target.last_synced);
-        let at = rng.range(start, start + len);
-        let bit = rng.range(0, 8);
+        let at = rng.range_usize(start, start + len);
+        let bit = rng.range_usize(0, 8);
         let damaged = with_file(&target.without_checkpoint, target.last(), |bytes| bytes[at] ^= 1 << bit);
         let last = target.last();
         expect_corrupt(root, &damaged, &format!("{ctx}: bit flip at byte {at} of {last} (synced record {position})"));
@@ -846,14 +817,14 @@ fn check_deliberate_damage(root: &Path, target: &DamageTarget, rng: &mut Rng, ct
     }
 
     // A damaged segment header.
-    let at = rng.range(0, SEGMENT_HEADER_BYTES);
+    let at = rng.range_usize(0, SEGMENT_HEADER_BYTES);
     let damaged = with_file(target.image, &sealed, |bytes| bytes[at] ^= 0x10);
     expect_corrupt(root, &damaged, &format!("{ctx}: damaged header byte {at} of {sealed}"));
     cases += 1;
 
     // A missing middle segment.
     let mut damaged = target.image.clone();
-    let middle = &target.segments[rng.range(1, target.segments.len() - 1)];
+    let middle = &target.segments[rng.range_usize(1, target.segments.len() - 1)];
     damaged.remove(middle);
     expect_corrupt(root, &damaged, &format!("{ctx}: missing segment {middle}"));
     cases += 1;
@@ -935,7 +906,7 @@ impl Scenario {
     fn damage_targets(&self, rng: &mut Rng) -> Vec<(String, &Files)> {
         let mut targets = vec![(format!("seed {}, final image", self.seed), &self.final_files)];
         for _ in 0..3 {
-            let k = rng.range(self.snapshots.len() / 2, self.snapshots.len());
+            let k = rng.range_usize(self.snapshots.len() / 2, self.snapshots.len());
             if segment_names(&self.snapshots[k].files).len() >= 3 {
                 targets.push((self.label(k), &self.snapshots[k].files));
             }

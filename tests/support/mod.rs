@@ -334,8 +334,8 @@ pub fn remove_checkpoint(dir: &Path) {
     std::fs::remove_file(dir.join(CHECKPOINT)).expect("the store wrote an index checkpoint");
 }
 
-/// A deterministic generator (SplitMix64): tests that pick "random" bytes stay repeatable.
-pub struct Rng(u64);
+/// A deterministic generator (SplitMix64): tests that pick "random" bytes stay repeatable from their seed.
+pub struct Rng(pub u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
@@ -350,9 +350,34 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// The same as [`next_u64`](Self::next_u64).
+    pub fn next(&mut self) -> u64 {
+        self.next_u64()
+    }
+
     /// A number in `0..bound` (`bound` > 0).
     pub fn below(&mut self, bound: u64) -> u64 {
         self.next_u64() % bound
+    }
+
+    /// Uniform in `lo..hi` (`hi > lo`).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        assert!(hi > lo);
+        lo + self.below(hi - lo)
+    }
+
+    /// Uniform in `lo..hi` (`hi > lo`), for indexes and lengths.
+    pub fn range_usize(&mut self, lo: usize, hi: usize) -> usize {
+        self.range(lo as u64, hi as u64) as usize
+    }
+
+    /// True `p` times in 100.
+    pub fn percent(&mut self, p: u64) -> bool {
+        self.below(100) < p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.range_usize(0, items.len())]
     }
 
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
@@ -364,6 +389,11 @@ impl Rng {
         let len = self.below(bound) as usize;
         self.bytes(len)
     }
+}
+
+/// FNV-1a, 64 bits: a payload hash that a test can recompute.
+pub fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Fails the test unless `result` is `Err(Corrupt)` naming `file` and `offset`.
