@@ -114,8 +114,12 @@ impl Log {
 }
 
 impl Names for Log {
+    /// A record whose name differs is normally another stream's (a shared hash slot). But if the record is
+    /// damaged (its CRC covers the name), it still counts as the stream's: otherwise the stream would silently
+    /// vanish and its next append restart it at offset 0; this way its reads and `verify` report the damage.
     fn is(&self, locator: u64, stream: &str) -> bool {
-        self.bytes_at(locator).is_some_and(|bytes| frame::peek_stream(&bytes) == Some(stream.as_bytes()))
+        let Some(bytes) = self.bytes_at(locator) else { return false };
+        frame::peek_stream(&bytes) == Some(stream.as_bytes()) || frame::decode(&bytes).is_err()
     }
 
     fn name(&self, locator: u64) -> String {

@@ -292,7 +292,12 @@ impl StreamSource {
     fn walk(&mut self, stream: &str, from: u64, through: u64) -> Result<Vec<u64>> {
         let (interval, start) = {
             let index = self.index.read();
-            let state = index.get(stream, &*self.log).expect("a stream that was read stays in the index");
+            // A stream never leaves the index; if its lookup fails now, the name in its last record (which the
+            // lookup confirms) was damaged on disk since.
+            let Some(state) = index.get(stream, &*self.log) else {
+                let reason = format!("stream {stream:?}: its last record no longer carries its name");
+                return Err(Error::corrupt(self.log.dir(), 0, reason));
+            };
             (index.interval(), state.walk_start(from, index.interval()))
         };
         let (mut offset, mut locator) = start;

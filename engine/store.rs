@@ -187,8 +187,12 @@ impl Store {
         if appends.is_empty() {
             return Err(Error::EmptyAppend);
         }
-        for (i, append) in appends.iter().enumerate() {
-            if appends[..i].iter().any(|earlier| earlier.stream == append.stream) {
+        // A set, not a pairwise check: a transaction over 1,000 streams made 499,500 comparisons (a third of
+        // a W3 append, measured).
+        let mut seen =
+            std::collections::HashSet::with_capacity_and_hasher(appends.len(), foldhash::fast::RandomState::default());
+        for append in appends {
+            if !seen.insert(append.stream.as_str()) {
                 return Err(Error::DuplicateStream { stream: append.stream.clone() });
             }
         }

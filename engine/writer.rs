@@ -150,7 +150,7 @@ pub(crate) struct Writer {
 }
 
 /// Name of the spare segment file while it is prepared (removed on open like every `*.tmp`).
-const SPARE_NAME: &str = "spare.seg.tmp";
+pub(crate) const SPARE_NAME: &str = "spare.seg.tmp";
 
 enum Work {
     Group(Vec<Txn>),
