@@ -1,0 +1,25 @@
+//! Prints what a fuzz input means: `cargo run --example show -- <target> <file>`.
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (target, file) = (&args[1], &args[2]);
+    let data = std::fs::read(file).expect("reading the input");
+    match target.as_str() {
+        "open_directory" => {
+            let ops = annals_fuzz::directory::parse(&data);
+            for op in &ops {
+                println!("{op:?}");
+            }
+            let built = annals_fuzz::directory::build(&ops);
+            println!(
+                "clean: {}, checkpoint valid: {}, interval {}, collide {}",
+                built.clean, built.checkpoint_valid, built.interval, built.collide
+            );
+            for (name, bytes) in &built.files {
+                println!("file {name}: {} bytes", bytes.len());
+            }
+        }
+        "operations_vs_model" => println!("{:#?}", annals_fuzz::model::decode(&data)),
+        _ => println!("{data:?}"),
+    }
+}

@@ -1,0 +1,280 @@
+//! Crashes found by the fuzz targets in `fuzz/`, reproduced with plain code (no libFuzzer): each test writes
+//! the (minimized) store directory the fuzzer found byte by byte, then does what the target did.
+//!
+//! A test marked `#[ignore = "fuzz crash: …, fix pending"]` reproduces a bug not yet fixed in the engine; run
+//! them with `cargo test --test fuzz_regressions -- --include-ignored`.
+
+use std::path::Path;
+
+use annals::{Error, EventData, ExpectedVersion, Options, Store};
+
+const SEGMENT_HEADER_LEN: usize = 64;
+const NO_PREV: u64 = u64::MAX;
+
+fn aligned(len: usize) -> usize {
+    (len + 7) & !7
+}
+
+fn locator(ordinal: u32, offset: usize) -> u64 {
+    (u64::from(ordinal) << 32) | offset as u64
+}
+
+/// One frame as `format-spec.md` lays it out, with a correct CRC, padded to 8 bytes.
+fn frame(position: u64, stream: &str, offset: u64, prev: u64, data: &[u8]) -> Vec<u8> {
+    let event_type = b"T";
+    let len = 88 + stream.len() + event_type.len() + data.len();
+    let mut out = Vec::new();
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    // position, offset, prev, synced_before, timestamp
+    for value in [position, offset, prev, position, 1_700_000_000_000_000_000 + position] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.extend_from_slice(&(u128::from(position) + 1).to_be_bytes()); // event id
+    out.extend_from_slice(&0u32.to_le_bytes()); // txn_after: commit
+    out.extend_from_slice(&(stream.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(event_type.len() as u16).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // metadata
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 8]); // codec, reserved
+    out.extend_from_slice(stream.as_bytes());
+    out.extend_from_slice(event_type);
+    out.extend_from_slice(data);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&out[0..4]);
+    hasher.update(&out[8..]);
+    out[4..8].copy_from_slice(&hasher.finalize().to_le_bytes());
+    out.resize(aligned(len), 0);
+    out
+}
+
+/// A segment file with a valid header, holding `frames` from byte 64, zero-padded to `size`.
+fn write_segment(dir: &Path, base_position: u64, ordinal: u32, size: usize, frames: &[Vec<u8>]) {
+    let mut bytes = vec![0u8; SEGMENT_HEADER_LEN];
+    bytes[0..8].copy_from_slice(b"ANNALSEG");
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    bytes[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+    bytes[16..24].copy_from_slice(&(size as u64).to_le_bytes());
+    bytes[24..32].copy_from_slice(&base_position.to_le_bytes());
+    bytes[32..36].copy_from_slice(&ordinal.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    for frame in frames {
+        bytes.extend_from_slice(frame);
+    }
+    assert!(bytes.len() <= size);
+    bytes.resize(size, 0);
+    std::fs::write(dir.join(annals::__fuzz::segment_file_name(base_position)), bytes).unwrap();
+}
+
+/// One stream's entry of `index.ckpt`.
+struct CheckpointStream<'a> {
+    name: &'a str,
+    last_offset: u64,
+    head: u64,
+    sparse: Vec<u64>,
+}
+
+/// `index.ckpt` as `format-spec.md` lays it out, with a correct CRC.
+fn write_checkpoint(dir: &Path, interval: u32, next_position: u64, end: u64, last: u64, streams: &[CheckpointStream]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"ANNALIDX");
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&interval.to_le_bytes());
+    for value in [next_position, end, last, 1_700_000_000_000_000_000 + next_position, streams.len() as u64] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    for stream in streams {
+        out.extend_from_slice(&(stream.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(stream.name.as_bytes());
+        out.extend_from_slice(&stream.last_offset.to_le_bytes());
+        out.extend_from_slice(&stream.head.to_le_bytes());
+        out.extend_from_slice(&(stream.sparse.len() as u32).to_le_bytes());
+        for locator in &stream.sparse {
+            out.extend_from_slice(&locator.to_le_bytes());
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    assert!(annals::__fuzz::decode_checkpoint(&out));
+    std::fs::write(dir.join("index.ckpt"), out).unwrap();
+}
+
+fn options() -> Options {
+    Options { segment_size_bytes: 4096, index_interval_events: 4, ..Options::default() }
+}
+
+/// Appends `count` events of `len` bytes to `stream` one by one; every append must succeed or fail with a
+/// typed error, and the writer thread must stay alive (a dead writer answers `Closed`).
+fn append_until_roll(store: &Store, stream: &str, count: usize, len: usize) {
+    for i in 0..count {
+        match store.append(stream, ExpectedVersion::Any, &[EventData::new("T", vec![i as u8; len])]) {
+            Ok(_) | Err(Error::TransactionTooLarge { .. }) => {}
+            Err(err) => panic!("append {i} failed with {err:?} (a writer thread that died answers Closed)"),
+        }
+    }
+}
+
+/// open_directory, crash 1: `assertion failed: last.base_position() <= segment.base_position()` in
+/// `Log::push`, on the writer thread, at the first segment roll after open.
+///
+/// Segment 1's header claims base position 1000 while its records are positions 1 and 2. A checkpoint that
+/// ends inside segment 1 passes `check_checkpoint` (its last record is where it says, with the position it
+/// says), and replay then starts inside segment 1, so the segment's base is never compared with the
+/// positions it holds (replay compares bases only for segments after the start segment). The writer resumes
+/// at position 3 and, when segment 1 fills, creates segment 2 with base 3 < 1000: the assertion in
+/// `Log::push` panics on the writer thread, which takes the store down (appends get `Closed`).
+#[test]
+#[ignore = "fuzz crash: checkpoint ending in a segment whose header base is beyond the checkpoint's next position panics the writer at roll, fix pending"]
+fn checkpoint_end_segment_with_a_base_beyond_its_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let f0 = frame(0, "a", 0, NO_PREV, b"zero");
+    let at1 = SEGMENT_HEADER_LEN;
+    let f1 = frame(1, "a", 1, locator(0, SEGMENT_HEADER_LEN), b"one");
+    let at2 = at1 + f1.len();
+    let f2 = frame(2, "a", 2, locator(1, at1), b"two");
+    let end = at2 + f2.len();
+    write_segment(dir.path(), 0, 0, 4096, &[f0]);
+    write_segment(dir.path(), 1000, 1, 4096, &[f1, f2]);
+    let a = CheckpointStream { name: "a", last_offset: 2, head: locator(1, at2), sparse: vec![] };
+    write_checkpoint(dir.path(), 4, 3, locator(1, end), locator(1, at2), &[a]);
+
+    match Store::open_with(dir.path(), options()) {
+        // Rejecting the checkpoint (or the directory) is a fix.
+        Err(Error::Corrupt { .. }) => {}
+        Err(err) => panic!("open failed with {err:?}"),
+        Ok(store) => {
+            append_until_roll(&store, "b", 3, 2000);
+            store.close().expect("close after the roll");
+        }
+    }
+}
+
+/// open_directory, crash 2: `assertion failed: stream inserted twice` in `Index::insert`, on the thread
+/// that calls `Store::open_with`.
+///
+/// `index.ckpt` (CRC-valid) lists stream "a" twice. `check_checkpoint` checks each entry on its own (locators
+/// in order and before the end, head record belongs to the stream), so both entries pass; `recover` then
+/// inserts both into the index and the second insert hits the `assert!`/`assert_ne!` meant for engine bugs.
+/// Opening a damaged directory panics in the caller's thread instead of ignoring the checkpoint (or
+/// returning `Corrupt`).
+#[test]
+#[ignore = "fuzz crash: a checkpoint listing one stream twice panics Store::open_with (Index::insert assert), fix pending"]
+fn checkpoint_listing_a_stream_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let f0 = frame(0, "a", 0, NO_PREV, b"x");
+    let end = SEGMENT_HEADER_LEN + f0.len();
+    write_segment(dir.path(), 0, 0, 4096, &[f0]);
+    let head = locator(0, SEGMENT_HEADER_LEN);
+    let a = || CheckpointStream { name: "a", last_offset: 0, head, sparse: vec![] };
+    write_checkpoint(dir.path(), 4, 1, locator(0, end), head, &[a(), a()]);
+
+    let store = Store::open_with(dir.path(), options()).expect("the log itself is intact");
+    assert!(!store.recovery_report().checkpoint_used, "a checkpoint listing a stream twice is not trusted");
+    assert_eq!(store.stream_version("a"), Some(0));
+    assert_eq!(store.stream_count(), 1);
+    store.close().unwrap();
+}
+
+/// Not found by the fuzzer (its directories are too small to reach it) but by reviewing the checkpoint
+/// sampling while writing the open_directory target: with 512 or more streams, `check_checkpoint` checks
+/// only every `len / 256`-th stream's head against the log, so an unchecked entry may point anywhere before
+/// `last`. Such an entry is loaded into the index, and the next checkpoint write (at close, or at a roll)
+/// calls `Names::name` on its head, whose `expect("index locators point into the log")` panics on the
+/// writer thread: `close` fails and the store counts streams that do not exist.
+#[test]
+#[ignore = "review finding: unsampled checkpoint stream heads are trusted, and a bad one panics the writer at close, fix pending"]
+fn checkpoint_with_an_unsampled_bogus_stream_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut frames = Vec::new();
+    let mut at = SEGMENT_HEADER_LEN;
+    let mut streams = Vec::new();
+    let names: Vec<String> = (0..256).map(|i| format!("s{i}")).collect();
+    let bogus: Vec<String> = (0..256).map(|i| format!("bogus-{i}")).collect();
+    let mut last = 0;
+    for (i, name) in names.iter().enumerate() {
+        let f = frame(i as u64, name, 0, NO_PREV, b"");
+        last = locator(0, at);
+        // Entries 0, 2, 4, … are the ones sampled (every len / 256 = 2nd): all of them are right.
+        streams.push(CheckpointStream { name, last_offset: 0, head: last, sparse: vec![] });
+        streams.push(CheckpointStream { name: &bogus[i], last_offset: 0, head: locator(0, 8), sparse: vec![] });
+        at += f.len();
+        frames.push(f);
+    }
+    write_segment(dir.path(), 0, 0, 32768, &frames);
+    write_checkpoint(dir.path(), 4, 256, locator(0, at), last, &streams);
+
+    let store = Store::open_with(dir.path(), options()).expect("the log itself is intact");
+    assert_eq!(store.stream_count(), 256, "streams the log does not hold are not counted");
+    store.close().expect("close writes a checkpoint of the index");
+}
+
+/// open_directory, crash 3 (after 94,210 executions of the 10-minute run): `attempt to subtract with
+/// overflow` at `engine/recovery.rs:141` in `check_checkpoint`, on the thread that calls `Store::open_with`.
+///
+/// `index.ckpt` (CRC-valid) says `next_position = 0` but its `last` locator points at a real record. The
+/// record's position + 1 differs from 0, and the error message computes `next_position - 1`, which
+/// overflows: a panic in debug builds (and in the fuzz build, which has overflow checks); release builds wrap
+/// and only print a wrong number. The sibling `frame.header.position + 1` overflows the same way for a
+/// record at position `u64::MAX`; in release it wraps to 0, so a checkpoint with `next_position = 0` whose
+/// last record claims position `u64::MAX` is *accepted*, and the store then appends position 0 after a
+/// record that claims `u64::MAX` (a later open without the checkpoint cuts those appends as a torn tail).
+/// Suggested fix: compare with `frame.header.position.checked_add(1) != Some(next_position)` and print
+/// `next_position.wrapping_sub(1)` (or just both numbers).
+#[test]
+#[ignore = "fuzz crash: check_checkpoint overflows on next_position 0 / last record position u64::MAX, fix pending"]
+fn checkpoint_with_next_position_zero_or_a_last_record_at_u64_max() {
+    for last_position in [0, u64::MAX] {
+        let dir = tempfile::tempdir().unwrap();
+        let f0 = frame(last_position, "a", 0, NO_PREV, b"x");
+        let end = SEGMENT_HEADER_LEN + f0.len();
+        write_segment(dir.path(), 0, 0, 4096, &[f0]);
+        let head = locator(0, SEGMENT_HEADER_LEN);
+        let a = CheckpointStream { name: "a", last_offset: 0, head, sparse: vec![] };
+        write_checkpoint(dir.path(), 4, 0, locator(0, end), head, &[a]);
+
+        match Store::open_with(dir.path(), options()) {
+            Err(Error::Corrupt { .. }) => {}
+            Err(err) => panic!("open failed with {err:?}"),
+            Ok(store) => {
+                assert!(
+                    !store.recovery_report().checkpoint_used,
+                    "a checkpoint whose last record is not at next_position - 1 is not used (last at {last_position})"
+                );
+                store.close().unwrap();
+            }
+        }
+    }
+}
+
+/// open_directory, crash 4 (after 81,706 executions of the second 10-minute run): `attempt to add with
+/// overflow` at `engine/recovery.rs:227` in `replay`, on the thread that calls `Store::open_with`.
+///
+/// Two CRC-valid records: the first opens a transaction (`txn_after = 3`), the second carries
+/// `txn_after = u32::MAX`. Replay checks the sequence with `previous.txn_after != frame.header.txn_after + 1`,
+/// which overflows: a panic in debug builds (and the fuzz build); release builds wrap to 0 and correctly
+/// report "transaction marker out of sequence". Suggested fix: `previous.txn_after.checked_sub(1) !=
+/// Some(frame.header.txn_after)`. (`engine/verify.rs` may deserve the same look.)
+#[test]
+#[ignore = "fuzz crash: replay overflows on txn_after u32::MAX after a pending record (debug builds), fix pending"]
+fn transaction_marker_u32_max_after_a_pending_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_txn_after = |mut frame: Vec<u8>, txn_after: u32| {
+        frame[64..68].copy_from_slice(&txn_after.to_le_bytes());
+        let len = u32::from_le_bytes(frame[0..4].try_into().unwrap()) as usize;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&frame[0..4]);
+        hasher.update(&frame[8..len]);
+        frame[4..8].copy_from_slice(&hasher.finalize().to_le_bytes());
+        frame
+    };
+    let f0 = with_txn_after(frame(0, "a", 0, NO_PREV, b"txn"), 3);
+    let f1 = with_txn_after(frame(1, "a", 1, locator(0, SEGMENT_HEADER_LEN), b""), u32::MAX);
+    write_segment(dir.path(), 0, 0, 4096, &[f0, f1]);
+
+    // The transaction never committed: a torn tail, cut on open.
+    let store = Store::open_with(dir.path(), options()).expect("a torn transaction is cut, not an error");
+    assert_eq!(store.head_position(), None);
+    assert!(store.recovery_report().tail_bytes_cut > 0);
+    store.close().unwrap();
+}
