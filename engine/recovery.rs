@@ -147,7 +147,13 @@ fn load_checkpoint(bytes: &[u8], log: &Log, index: &mut Index, options: &Options
         let (name, state) = stream?;
         let mut previous = None;
         for &locator in state.sparse.as_slice().iter().chain(std::iter::once(&state.head)) {
-            if locator > last || previous.is_some_and(|previous| locator < previous) {
+            // Cheap for every stream (no read): in order, before the end, and inside an existing segment's
+            // frames region.
+            let (ordinal, at) = split_locator(locator);
+            let inside = log.segment(ordinal).is_some_and(|segment| {
+                (at as usize) >= SEGMENT_HEADER_LEN && u64::from(at) + frame::HEADER_LEN as u64 <= segment.size()
+            });
+            if !inside || locator > last || previous.is_some_and(|previous| locator < previous) {
                 return Err(format!("stream {name:?} has a locator outside the covered log"));
             }
             previous = Some(locator);
@@ -178,8 +184,16 @@ fn check_covered(covered: &Covered, log: &Log) -> Result<(), String> {
         return Ok(());
     }
     let (segment, at, frame) = log.read(last).map_err(|err| format!("{LAST_RECORD_DAMAGED}: {err}"))?;
-    if frame.header.position + 1 != next_position {
-        return Err(format!("its last record has position {}, expected {}", frame.header.position, next_position - 1));
+    if frame.header.position.checked_add(1) != Some(next_position) {
+        return Err(format!(
+            "its last record has position {}, but it says the log ends before position {next_position}",
+            frame.header.position
+        ));
+    }
+    // Replay resumes inside these segments without re-reading their starts: their bases must fit the
+    // positions (a later roll would otherwise create a segment with a lower base than its predecessor).
+    if segment.base_position() > frame.header.position || end_segment.base_position() > next_position {
+        return Err("a segment's base position lies beyond the positions it is said to hold".into());
     }
     let after = locator(segment.ordinal(), (at + frame.stride()) as u32);
     let rolled = end_at as usize == SEGMENT_HEADER_LEN

@@ -1098,48 +1098,9 @@ fn check_open_store(store: Store, built: &Built, dir: &Path) {
 /// run explores past them) unless `ANNALS_FUZZ_KNOWN_BUGS` is set. Each has a test in
 /// `tests/fuzz_regressions.rs`.
 pub fn known_bug(built: &Built) -> Option<&'static str> {
-    if built.txn_after_max {
-        // tests/fuzz_regressions.rs: transaction_marker_u32_max_after_a_pending_record
-        return Some("replay computes txn_after + 1 with txn_after u32::MAX");
-    }
-    let checkpoint = built.files.iter().find(|(name, _)| name == format::CHECKPOINT_FILE)?;
-    let bytes = &checkpoint.1;
-    if !annals::__fuzz::decode_checkpoint(bytes) {
-        return None;
-    }
-    let u64_at = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    if let Some(mut names) = format::checkpoint_stream_names(bytes) {
-        names.sort();
-        if names.windows(2).any(|pair| pair[0] == pair[1]) {
-            // tests/fuzz_regressions.rs: checkpoint_listing_a_stream_twice
-            return Some("a checkpoint listing one stream twice panics in Index::insert");
-        }
-    }
-    let next_position = u64_at(bytes, 16);
-    let end_ordinal = (u64_at(bytes, 24) >> 32) as u32;
-    let last = u64_at(bytes, 32);
-    if last != format::NO_PREV && next_position == 0 {
-        // tests/fuzz_regressions.rs: checkpoint_with_next_position_zero_or_a_last_record_at_u64_max
-        return Some("check_checkpoint computes next_position - 1 with next_position 0");
-    }
-    for (name, segment) in &built.files {
-        if name.ends_with(".seg") && segment.len() >= SEGMENT_HEADER_LEN {
-            let ordinal = u32::from_le_bytes(segment[32..36].try_into().expect("4 bytes"));
-            let at = (last as u32) as usize;
-            if ordinal == (last >> 32) as u32
-                && at >= SEGMENT_HEADER_LEN
-                && at + 16 <= segment.len()
-                && u64_at(segment, at + 8) == u64::MAX
-            {
-                // tests/fuzz_regressions.rs: checkpoint_with_next_position_zero_or_a_last_record_at_u64_max
-                return Some("check_checkpoint computes position + 1 with a last record at u64::MAX");
-            }
-            if ordinal == end_ordinal && u64_at(segment, 24) > next_position {
-                // tests/fuzz_regressions.rs: checkpoint_end_segment_with_a_base_beyond_its_positions
-                return Some("checkpoint end segment's base is beyond the checkpoint's next position");
-            }
-        }
-    }
+    // None pending: the four crashes found so far are fixed (their tests in tests/fuzz_regressions.rs run in
+    // every `cargo test`). Add an arm here for the next one, while its fix is pending.
+    let _ = built;
     None
 }
 
