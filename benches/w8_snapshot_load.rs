@@ -14,6 +14,8 @@
 //! byte and the 8 bytes); the event payload is 10 bytes with the variant tag. Files are in the page cache (a
 //! warm load). Under `cargo test --benches` (criterion's test mode) the stream has 20,000 events.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -22,20 +24,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde::{Deserialize, Serialize};
 
 const SNAPSHOT_EVERY_EVENTS: u64 = 10_000;
-
-/// Whether this is a real benchmark run (`cargo bench` passes `--bench`) rather than criterion's test mode
-/// (`cargo test --benches`), which runs each routine once.
-fn full_run() -> bool {
-    let mut bench = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--bench" => bench = true,
-            "--test" => return false,
-            _ => {}
-        }
-    }
-    bench
-}
 
 /// Deltas from a fixed xorshift64 sequence, so every run appends the same events.
 struct Deltas(u64);
@@ -85,7 +73,7 @@ fn append_deltas(repository: &Repository<Ledger>, ledger: &mut Loaded<Ledger>, d
 }
 
 fn w8(c: &mut Criterion) {
-    let events = if full_run() { 1_000_000 } else { 20_000 };
+    let events = if common::full_run() { 1_000_000 } else { 20_000 };
     let dir = tempfile::tempdir().expect("a scratch directory");
     let store = Store::open(dir.path()).expect("opening the store");
     let repository =
