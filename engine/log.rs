@@ -72,13 +72,14 @@ impl Log {
         Ok((segment, offset as usize, frame))
     }
 
-    /// The bytes at `locator`, to the end of its segment (no check of what they hold).
-    fn bytes_at(&self, locator: u64) -> Option<bytes::Bytes> {
+    /// Runs `look` on the bytes at `locator`, to the end of its segment (no check of what they hold), borrowed
+    /// from the segment: no `Bytes` slice (and its reference count) per lookup.
+    fn with_bytes_at<T>(&self, locator: u64, look: impl FnOnce(&[u8]) -> T) -> Option<T> {
         let (ordinal, offset) = split_locator(locator);
         let segment = self.segment(ordinal)?;
         let bytes = segment.bytes();
         ((offset as usize) < bytes.len() && offset as usize >= SEGMENT_HEADER_LEN)
-            .then(|| bytes.slice(offset as usize..))
+            .then(|| look(&bytes[offset as usize..]))
     }
 }
 
@@ -118,16 +119,19 @@ impl Names for Log {
     /// damaged (its CRC covers the name), it still counts as the stream's: otherwise the stream would silently
     /// vanish and its next append restart it at offset 0; this way its reads and `verify` report the damage.
     fn is(&self, locator: u64, stream: &str) -> bool {
-        let Some(bytes) = self.bytes_at(locator) else { return false };
-        frame::peek_stream(&bytes) == Some(stream.as_bytes()) || frame::decode(&bytes).is_err()
+        self.with_bytes_at(locator, |bytes| {
+            frame::peek_stream(bytes) == Some(stream.as_bytes()) || frame::decode(bytes).is_err()
+        })
+        .unwrap_or(false)
     }
 
     fn name(&self, locator: u64) -> String {
         // Index locators point at records; if bytes on disk were damaged under one, the name becomes a marker
         // that no valid stream name can equal (it holds a control character), never a panic.
-        match self.bytes_at(locator).as_deref().and_then(frame::peek_stream) {
-            Some(name) => String::from_utf8_lossy(name).into_owned(),
-            None => format!("\u{1}unreadable record at {locator:#x}"),
-        }
+        self.with_bytes_at(locator, |bytes| {
+            frame::peek_stream(bytes).map(|name| String::from_utf8_lossy(name).into_owned())
+        })
+        .flatten()
+        .unwrap_or_else(|| format!("\u{1}unreadable record at {locator:#x}"))
     }
 }
