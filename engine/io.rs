@@ -1,5 +1,6 @@
-//! The thin layer every write-side system call of the engine goes through, so that tests can make any of
-//! them fail (fault injection) without a mock filesystem.
+//! The thin layer every write-side system call of the engine goes through, and the reads that must turn a
+//! media error into an `Error` instead of a SIGBUS (recovery, `verify`), so that tests can make any of them
+//! fail, or watch them, without a mock filesystem.
 
 use std::fmt;
 use std::fs::File;
@@ -21,6 +22,27 @@ pub enum IoOp {
     SyncData,
     /// Creating, syncing or renaming a new file, or syncing the directory.
     CreateFile,
+    /// Reading a segment with `pread` (recovery, `Store::verify`): never through the mapping, where a media
+    /// error would arrive as SIGBUS.
+    Read,
+}
+
+/// One system call as a [`FaultInjector`] built with [`FaultInjector::observing`] sees it, before it runs.
+///
+/// `offset` and `len` are the byte range of a read or write (`Write`, `Read`, and the zeroing of a range, which
+/// is also a `Write`). A sync, an allocation, a rename or a directory sync carries `offset` 0 and `len` 0: it
+/// concerns the whole of `path`.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct IoCall<'a> {
+    /// The kind of call.
+    pub op: IoOp,
+    /// The file (or, for a directory sync, the directory; for a rename, the new name).
+    pub path: &'a Path,
+    /// First byte of the range read or written.
+    pub offset: u64,
+    /// Bytes read or written.
+    pub len: u64,
 }
 
 /// Decides, per operation, whether to fail it. For tests: see `Options::fault_injector`.
@@ -39,11 +61,32 @@ pub enum IoOp {
 /// # let _ = injector;
 /// ```
 #[derive(Clone)]
-pub struct FaultInjector(Arc<dyn Fn(IoOp) -> Option<io::Error> + Send + Sync>);
+pub struct FaultInjector(Arc<Decide>);
+
+/// What a [`FaultInjector`] runs for each call.
+type Decide = dyn Fn(&IoCall<'_>) -> Option<io::Error> + Send + Sync;
 
 impl FaultInjector {
     /// Wraps a function that returns `Some(error)` for each operation that must fail.
     pub fn new(decide: impl Fn(IoOp) -> Option<io::Error> + Send + Sync + 'static) -> Self {
+        FaultInjector(Arc::new(move |call: &IoCall<'_>| decide(call.op)))
+    }
+
+    /// Like [`new`](Self::new), but the function also sees which file and which bytes each call touches: for
+    /// tests that model what a disk holds after a crash (which pages a failed sync left unwritten, which a later
+    /// write dirtied again).
+    ///
+    /// ```
+    /// use annals::{FaultInjector, IoOp};
+    /// let injector = FaultInjector::observing(|call| {
+    ///     if call.op == IoOp::Write {
+    ///         println!("{} bytes at {} of {}", call.len, call.offset, call.path.display());
+    ///     }
+    ///     None
+    /// });
+    /// # let _ = injector;
+    /// ```
+    pub fn observing(decide: impl Fn(&IoCall<'_>) -> Option<io::Error> + Send + Sync + 'static) -> Self {
         FaultInjector(Arc::new(decide))
     }
 }
@@ -65,8 +108,9 @@ impl Io {
         Io { injector }
     }
 
-    fn check(&self, op: IoOp) -> io::Result<()> {
-        match self.injector.as_ref().and_then(|inject| (inject.0)(op)) {
+    fn check(&self, op: IoOp, path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        let Some(inject) = &self.injector else { return Ok(()) };
+        match (inject.0)(&IoCall { op, path, offset, len }) {
             Some(err) => Err(err),
             None => Ok(()),
         }
@@ -75,8 +119,8 @@ impl Io {
     /// Reserves `len` bytes of real blocks for `file`, so that no later write lands in a hole.
     ///
     /// IMPORTANT: never `set_len`: a sparse file turns a write on a full disk into SIGBUS for mapped readers.
-    pub(crate) fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
-        self.check(IoOp::Allocate)?;
+    pub(crate) fn allocate(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
+        self.check(IoOp::Allocate, path, 0, 0)?;
         let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("segment size overflows off_t"))?;
         // SAFETY: plain syscall on a file descriptor we own; no memory is passed.
         let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
@@ -95,40 +139,40 @@ impl Io {
         }
     }
 
-    pub(crate) fn write_at(&self, file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-        self.check(IoOp::Write)?;
+    pub(crate) fn write_at(&self, file: &File, path: &Path, bytes: &[u8], offset: u64) -> io::Result<()> {
+        self.check(IoOp::Write, path, offset, bytes.len() as u64)?;
         file.write_all_at(bytes, offset)
     }
 
-    pub(crate) fn sync_data(&self, file: &File) -> io::Result<()> {
-        self.check(IoOp::SyncData)?;
+    pub(crate) fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
+        self.check(IoOp::SyncData, path, 0, 0)?;
         file.sync_data()
     }
 
-    pub(crate) fn sync_all(&self, file: &File) -> io::Result<()> {
-        self.check(IoOp::CreateFile)?;
+    pub(crate) fn sync_all(&self, file: &File, path: &Path) -> io::Result<()> {
+        self.check(IoOp::CreateFile, path, 0, 0)?;
         file.sync_all()
     }
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.check(IoOp::CreateFile)?;
+        self.check(IoOp::CreateFile, to, 0, 0)?;
         std::fs::rename(from, to)
     }
 
     /// Syncs a directory, so that files created or renamed in it survive a power cut.
     pub(crate) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.check(IoOp::CreateFile)?;
+        self.check(IoOp::CreateFile, dir, 0, 0)?;
         File::open(dir)?.sync_all()
     }
 
     /// Writes `bytes` to `path` atomically: temporary file, sync, rename, sync the directory.
     pub(crate) fn write_file_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        self.check(IoOp::CreateFile)?;
         let tmp = path.with_extension("tmp");
+        self.check(IoOp::CreateFile, &tmp, 0, 0)?;
         let written = (|| {
             let file = File::create(&tmp)?;
-            self.write_at(&file, bytes, 0)?;
-            self.sync_all(&file)?;
+            self.write_at(&file, &tmp, bytes, 0)?;
+            self.sync_all(&file, &tmp)?;
             drop(file);
             self.rename(&tmp, path)
         })();
@@ -141,8 +185,8 @@ impl Io {
     }
 
     /// Zeroes `[offset, offset + len)` of `file` without changing its size or freeing its blocks.
-    pub(crate) fn zero_range(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
-        self.check(IoOp::Write)?;
+    pub(crate) fn zero_range(&self, file: &File, path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        self.check(IoOp::Write, path, offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -160,10 +204,16 @@ impl Io {
         // No ZERO_RANGE here: write the zeros.
         write_zeros(file, offset, len)
     }
+
+    /// Writes `len` zero bytes at `offset` (preparing a spare segment: the blocks become written extents).
+    pub(crate) fn write_zeros(&self, file: &File, path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        self.check(IoOp::Write, path, offset, len)?;
+        write_zeros(file, offset, len)
+    }
 }
 
 /// Writes `len` zero bytes at `offset`, a MiB at a time.
-pub(crate) fn write_zeros(file: &File, offset: u64, len: u64) -> io::Result<()> {
+fn write_zeros(file: &File, offset: u64, len: u64) -> io::Result<()> {
     const CHUNK: u64 = 1 << 20;
     let zeros = vec![0u8; CHUNK.min(len) as usize];
     let mut done = 0;

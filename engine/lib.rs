@@ -56,7 +56,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 pub use crate::error::{Error, Result};
-pub use crate::io::{FaultInjector, IoOp};
+pub use crate::io::{FaultInjector, IoCall, IoOp};
 pub use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
 pub use crate::store::Store;
 pub use crate::verify::VerifyReport;

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use memmap2::Mmap;
 
 use crate::error::{Error, IoContext, Result};
-use crate::io::{write_zeros, Io};
+use crate::io::Io;
 
 /// The on-disk format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -87,8 +87,8 @@ impl Segment {
         let path = dir.join(file_name(base_position));
         let Spare { file, tmp, size } = spare;
         let result = (|| {
-            io.write_at(&file, &encode_header(size, base_position, ordinal), 0)?;
-            io.sync_all(&file)?;
+            io.write_at(&file, &tmp, &encode_header(size, base_position, ordinal), 0)?;
+            io.sync_all(&file, &tmp)?;
             io.rename(&tmp, &path)?;
             // IMPORTANT: sync the directory, or the new segment may vanish after a power cut.
             io.sync_dir(dir)
@@ -179,10 +179,10 @@ impl Spare {
         let tmp = dir.join(tmp_name);
         let context = || format!("preparing segment file {}", tmp.display());
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).context(context)?;
-        let prepared = io.allocate(&file, size).and_then(|()| {
+        let prepared = io.allocate(&file, &tmp, size).and_then(|()| {
             if zero_fill {
-                write_zeros(&file, 0, size)?;
-                io.sync_all(&file)?;
+                io.write_zeros(&file, &tmp, 0, size)?;
+                io.sync_all(&file, &tmp)?;
             }
             Ok(())
         });

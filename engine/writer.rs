@@ -269,9 +269,9 @@ impl Writer {
             // no stale frame beyond the end can line up with the frames written from here on, and sync, so
             // that the recovered records (which may have been in the page cache only) are durable before any
             // record's `synced_before` vouches for them.
-            let (file, at) = (self.state.active.file(), self.state.write_at);
-            let zeroed = self.shared.io.zero_range(file, at, self.state.active.size() - at);
-            if let Err(cause) = zeroed.and_then(|()| self.shared.io.sync_data(file)) {
+            let (file, path, at) = (self.state.active.file(), self.state.active.path(), self.state.write_at);
+            let zeroed = self.shared.io.zero_range(file, path, at, self.state.active.size() - at);
+            if let Err(cause) = zeroed.and_then(|()| self.shared.io.sync_data(file, path)) {
                 let cause = self.shared.poison(cause);
                 return self.fail_all(txns.into_iter().map(|txn| txn.responder).collect(), cause);
             }
@@ -449,7 +449,8 @@ impl Writer {
             "a group never overflows its segment"
         );
 
-        self.shared.io.write_at(self.state.active.file(), &self.buffer, self.state.write_at)?;
+        let active = &self.state.active;
+        self.shared.io.write_at(active.file(), active.path(), &self.buffer, self.state.write_at)?;
         self.dirty_since.get_or_insert_with(Instant::now);
         self.state.write_at += self.buffer.len() as u64;
         self.buffer.clear();
@@ -457,7 +458,7 @@ impl Writer {
     }
 
     fn sync_active(&mut self) -> io::Result<()> {
-        self.shared.io.sync_data(self.state.active.file())?;
+        self.shared.io.sync_data(self.state.active.file(), self.state.active.path())?;
         self.synced_next = self.state.next_position;
         self.dirty_since = None;
         Ok(())
