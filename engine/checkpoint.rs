@@ -78,12 +78,6 @@ pub fn write(io: &Io, dir: &Path, covered: &Covered, index: &Index, names: &dyn 
     io.write_file_atomically(&path, &out).context(|| format!("writing checkpoint {}", path.display()))
 }
 
-/// The `last` locator of a checkpoint whose fixed part decodes (for reporting where damage is).
-pub fn last_locator(dir: &Path) -> Option<u64> {
-    let bytes = read(dir).ok()??;
-    decode(&bytes).ok().map(|(summary, _)| summary.covered.last)
-}
-
 /// Reads the checkpoint file's bytes: `Ok(None)` when there is none.
 pub fn read(dir: &Path) -> Result<Option<Vec<u8>>, String> {
     match std::fs::read(dir.join(FILE_NAME)) {

@@ -158,6 +158,18 @@ impl Index {
         self.collided.get(&hash)?.iter().find(|(name, _)| &**name == stream).map(|(_, state)| state)
     }
 
+    /// The entry that may be `stream`'s, copied, without reading the log: `(true, state)` when the name is
+    /// known (a collided hash keeps names), `(false, state)` when it must still be confirmed against the name
+    /// in the record at `state.head`. For callers that must not read the log while they hold the index's lock.
+    pub fn candidates(&self, stream: &str) -> Option<(bool, StreamState)> {
+        let hash = self.hash(stream);
+        if let Some(state) = self.streams.get(&hash) {
+            return Some((false, state.clone()));
+        }
+        let entries = self.collided.get(&hash)?;
+        entries.iter().find(|(name, _)| &**name == stream).map(|(_, state)| (true, state.clone()))
+    }
+
     /// Records that `stream`'s event at `offset`, whose back-link is `prev`, is at `locator`; `Err(())` (and
     /// nothing recorded) if it does not continue the stream: offset 0 with no back-link for a new stream, else
     /// the next offset linking back to the stream's head.

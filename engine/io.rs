@@ -144,6 +144,13 @@ impl Io {
         file.write_all_at(bytes, offset)
     }
 
+    /// Fills `buf` from `offset` of `file` with `pread`. Recovery and `verify` read this way: a media error is
+    /// then an `EIO` to report, where a read through the mapping would kill the process with SIGBUS.
+    pub(crate) fn read_at(&self, file: &File, path: &Path, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.check(IoOp::Read, path, offset, buf.len() as u64)?;
+        file.read_exact_at(buf, offset)
+    }
+
     pub(crate) fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
         self.check(IoOp::SyncData, path, 0, 0)?;
         file.sync_data()

@@ -1,5 +1,6 @@
 //! The log: the ordered set of segments, and finding a record by locator or by global position.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use parking_lot::RwLock;
 use crate::error::{Error, Result};
 use crate::frame::{self, DecodeError, Frame};
 use crate::index::Names;
+use crate::io::Io;
 use crate::segment::{split_locator, Segment, SEGMENT_HEADER_LEN};
 
 /// The segments of one store, ordered by ordinal (consecutive). `Send + Sync`: the writer thread appends
@@ -62,16 +64,6 @@ impl Log {
         segments[after.saturating_sub(1)].clone()
     }
 
-    /// Decodes and checks the record at `locator`.
-    pub fn read(&self, locator: u64) -> Result<(Arc<Segment>, usize, Frame)> {
-        let (ordinal, offset) = split_locator(locator);
-        let segment = self.segment(ordinal).ok_or_else(|| {
-            Error::corrupt(&self.dir, u64::from(offset), format!("locator points into missing segment {ordinal}"))
-        })?;
-        let frame = decode_at(&segment, offset as usize)?;
-        Ok((segment, offset as usize, frame))
-    }
-
     /// Runs `look` on the bytes at `locator`, to the end of its segment (no check of what they hold), borrowed
     /// from the segment: no `Bytes` slice (and its reference count) per lookup.
     fn with_bytes_at<T>(&self, locator: u64, look: impl FnOnce(&[u8]) -> T) -> Option<T> {
@@ -97,20 +89,74 @@ pub fn decode_at(segment: &Segment, offset: usize) -> Result<Frame> {
     })
 }
 
-impl Log {
-    /// Whether the record at `locator` belongs to `stream`, read with `pread` rather than through the mapping.
-    /// For checks at open: a fault on the mapping maps a large folio (hundreds of KiB here) into the process,
-    /// which a few hundred spread-out checks turn into a hundred MiB of resident memory.
-    pub fn is_by_read(&self, locator: u64, stream: &str) -> bool {
+/// Stream names read with `pread` through the I/O layer, never through the mapping: for recovery and
+/// `Store::verify`, where a media error must become an `Error` rather than SIGBUS (and where a few hundred
+/// spread-out checks through the mapping would each fault a large folio into memory).
+///
+/// [`Names`] answers plain values, so a failed read answers "no" (or a marker name) and is kept: the caller
+/// must call [`take_failure`](Self::take_failure) after the index calls that read names.
+pub struct PreadNames<'a> {
+    log: &'a Log,
+    io: &'a Io,
+    failure: RefCell<Option<Error>>,
+}
+
+impl<'a> PreadNames<'a> {
+    pub fn new(log: &'a Log, io: &'a Io) -> Self {
+        PreadNames { log, io, failure: RefCell::new(None) }
+    }
+
+    /// The first read that failed since the last call, as `Err`.
+    pub fn take_failure(&self) -> Result<()> {
+        self.failure.borrow_mut().take().map_or(Ok(()), Err)
+    }
+
+    /// Reads `len` bytes (fewer at the segment's end) at `locator`; `None` if it points outside the log or the
+    /// read failed (the failure is kept).
+    fn read(&self, locator: u64, len: usize) -> Option<Vec<u8>> {
         let (ordinal, at) = split_locator(locator);
-        let Some(segment) = self.segment(ordinal) else { return false };
-        let mut buf = [0u8; frame::HEADER_LEN + frame::STREAM_NAME_BYTES_MAX];
-        let len = buf.len().min(segment.size().saturating_sub(u64::from(at)) as usize);
-        use std::os::unix::fs::FileExt;
-        if (at as usize) < SEGMENT_HEADER_LEN || segment.file().read_exact_at(&mut buf[..len], u64::from(at)).is_err() {
-            return false;
+        let segment = self.log.segment(ordinal)?;
+        if (at as usize) < SEGMENT_HEADER_LEN || u64::from(at) >= segment.size() {
+            return None;
         }
-        frame::peek_stream(&buf[..len]) == Some(stream.as_bytes())
+        let mut buf = vec![0u8; len.min((segment.size() - u64::from(at)) as usize)];
+        match self.io.read_at(segment.file(), segment.path(), &mut buf, u64::from(at)) {
+            Ok(()) => Some(buf),
+            Err(err) => {
+                let context = format!("reading segment {} at byte {at}", segment.path().display());
+                self.failure.borrow_mut().get_or_insert(Error::io(context, err));
+                None
+            }
+        }
+    }
+
+    fn name_bytes(&self, locator: u64) -> Option<Vec<u8>> {
+        let head = self.read(locator, frame::HEADER_LEN + frame::STREAM_NAME_BYTES_MAX)?;
+        frame::peek_stream(&head).map(<[u8]>::to_vec)
+    }
+
+    /// Whether the record at `locator` belongs to `stream`: only the name bytes are compared, no CRC.
+    pub fn carries(&self, locator: u64, stream: &str) -> bool {
+        self.name_bytes(locator).is_some_and(|name| name == stream.as_bytes())
+    }
+}
+
+impl Names for PreadNames<'_> {
+    /// As [`Log`]'s: a damaged record still counts as the stream's, so that the damage is reported where the
+    /// stream is read instead of the stream silently vanishing.
+    fn is(&self, locator: u64, stream: &str) -> bool {
+        if self.carries(locator, stream) {
+            return true;
+        }
+        let Some(head) = self.read(locator, frame::HEADER_LEN) else { return false };
+        let len = head.get(..4).map_or(0, |len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize);
+        self.read(locator, len.max(frame::HEADER_LEN)).is_some_and(|bytes| frame::decode(&bytes).is_err())
+    }
+
+    fn name(&self, locator: u64) -> String {
+        self.name_bytes(locator)
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .unwrap_or_else(|| format!("\u{1}unreadable record at {locator:#x}"))
     }
 }
 

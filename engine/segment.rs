@@ -24,6 +24,7 @@ use bytes::Bytes;
 use memmap2::Mmap;
 
 use crate::error::{Error, IoContext, Result};
+use crate::frame::{self, DecodeError, Frame};
 use crate::io::Io;
 
 /// The on-disk format version this build writes and reads.
@@ -195,6 +196,58 @@ impl Spare {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+}
+
+/// Reads one segment with `pread`, through the I/O layer, a window at a time; never through the mapping.
+///
+/// Recovery and `Store::verify` read this way: a media error then comes back as `Error::Io` naming the file
+/// and the byte offset, where a read through the mapping would kill the process with SIGBUS (on every open,
+/// for recovery). Reads are sequential in practice, so each window is one large `pread`.
+pub struct PreadWindow<'a> {
+    segment: &'a Segment,
+    io: &'a Io,
+    buf: Vec<u8>,
+    /// Segment offset of `buf[0]`.
+    start: usize,
+}
+
+/// Bytes one `pread` of a [`PreadWindow`] asks for (more when one frame is larger).
+const PREAD_WINDOW_BYTES: usize = 1 << 20;
+
+impl<'a> PreadWindow<'a> {
+    pub fn new(segment: &'a Segment, io: &'a Io) -> Self {
+        PreadWindow { segment, io, buf: Vec::new(), start: 0 }
+    }
+
+    pub fn segment(&self) -> &'a Segment {
+        self.segment
+    }
+
+    /// The bytes from `at` on: at least `min(len, segment size - at)` of them, possibly more.
+    pub fn bytes(&mut self, at: usize, len: usize) -> Result<&[u8]> {
+        let size = self.segment.size() as usize;
+        let at = at.min(size);
+        let wanted = len.min(size - at);
+        if at < self.start || at + wanted > self.start + self.buf.len() {
+            let read = wanted.max(PREAD_WINDOW_BYTES).min(size - at);
+            self.buf.resize(read, 0);
+            self.start = at;
+            if let Err(err) = self.io.read_at(self.segment.file(), self.segment.path(), &mut self.buf, at as u64) {
+                self.buf.clear();
+                return Err(Error::io(format!("reading segment {} at byte {at}", self.segment.path().display()), err));
+            }
+        }
+        Ok(&self.buf[at - self.start..])
+    }
+
+    /// Decodes the frame at `at`. The outer error is a failed read; the inner one says why the bytes are no
+    /// valid frame. The frame's ranges are relative to `at`; its bytes are `self.bytes(at, frame.len)`.
+    pub fn frame(&mut self, at: usize) -> Result<Result<Frame, DecodeError>> {
+        let head = self.bytes(at, frame::HEADER_LEN)?;
+        let len = head.get(..4).map_or(0, |len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize);
+        let bytes = if len > head.len() { self.bytes(at, len)? } else { head };
+        Ok(frame::decode(bytes))
     }
 }
 

@@ -1,15 +1,14 @@
 //! `Store::verify`: a read-only walk over every committed record that checks every CRC, the density of
 //! positions and offsets, the stream back-links and transaction markers, and every entry of the live index
-//! against an index rebuilt from the log.
+//! against an index rebuilt from the log. It reads with `pread` and never holds the index lock across a read.
 
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::frame::NO_PREV;
+use crate::frame::DecodeError;
 use crate::index::Index;
-use crate::log::decode_at;
-use crate::log::Log;
-use crate::segment::{locator, SEGMENT_HEADER_LEN};
+use crate::log::PreadNames;
+use crate::segment::{locator, PreadWindow, SEGMENT_HEADER_LEN};
 use crate::writer::Shared;
 
 /// What [`Store::verify`](crate::Store::verify) found.
@@ -38,6 +37,9 @@ impl VerifyReport {
 pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
     let committed = shared.committed.load(Ordering::Acquire);
     let log = &*shared.log;
+    // Every byte is read with `pread`: a media error becomes `Err(Io)` naming the file and offset (a read
+    // through the mapping would be SIGBUS), and verify takes no lock while it reads.
+    let names = PreadNames::new(log, &shared.io);
     let mut rebuilt = Index::new(shared.options.index_interval_events, u64::MAX);
     let mut report = VerifyReport::default();
     let mut position = 0;
@@ -54,35 +56,43 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
             break;
         }
         let end = segments.get(i + 1).map_or(committed, |next| next.base_position().min(committed));
+        let mut window = PreadWindow::new(segment, &shared.io);
         let mut at = SEGMENT_HEADER_LEN;
         while position < end {
-            let frame = match decode_at(segment, at) {
+            let frame = match window.frame(at)? {
                 Ok(frame) => frame,
                 Err(err) => {
-                    report.problem = Some(err);
+                    let reason = match err {
+                        DecodeError::End => "expected a record, found the end of the log".to_owned(),
+                        other => other.to_string(),
+                    };
+                    report.problem = Some(Error::corrupt(segment.path(), at as u64, reason));
                     break 'segments;
                 }
             };
             let header = frame.header;
-            let bytes = &segment.bytes()[at..at + frame.len];
-            let stream = std::str::from_utf8(&bytes[frame.stream.clone()]).expect("decode checked UTF-8");
-            let expected = rebuilt.get(stream, log).map_or((0, NO_PREV), |state| (state.last_offset + 1, state.head));
+            let stream = {
+                let bytes = &window.bytes(at, frame.len)?[..frame.len];
+                std::str::from_utf8(&bytes[frame.stream.clone()]).expect("decode checked UTF-8").to_owned()
+            };
             let problem = if header.position != position {
                 Some(format!("expected position {position}, found {}", header.position))
-            } else if (header.offset, header.prev) != expected {
-                Some(format!("stream {stream:?}: offset {} or back-link does not continue the stream", header.offset))
             } else if txn_after_expected.is_some_and(|txn_after| txn_after != header.txn_after) {
                 Some("transaction marker out of sequence".to_owned())
             } else {
-                None
+                // The back-link identifies the stream: no name is read back unless two streams share a hash.
+                let here = locator(segment.ordinal(), at as u32);
+                let appended = rebuilt.append(&stream, header.offset, header.prev, here, &names);
+                names.take_failure()?;
+                appended.is_err().then(|| {
+                    format!("stream {stream:?}: offset {} or back-link does not continue the stream", header.offset)
+                })
             };
             if let Some(reason) = problem {
                 report.problem = Some(Error::corrupt(segment.path(), at as u64, reason));
                 break 'segments;
             }
             txn_after_expected = header.txn_after.checked_sub(1);
-            let here = locator(segment.ordinal(), at as u32);
-            rebuilt.append(stream, header.offset, header.prev, here, log).expect("continuity was checked above");
             report.records += 1;
             report.bytes += frame.stride() as u64;
             at += frame.stride();
@@ -94,19 +104,27 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
         report.problem = Some(Error::corrupt(log.dir(), 0, "the committed log ends inside a transaction"));
     }
     if report.problem.is_none() {
-        report.problem = compare_indexes(&rebuilt, &shared.index.read(), log);
+        report.problem = compare_indexes(&rebuilt, shared, &names)?;
     }
     Ok(report)
 }
 
 /// Checks the live index against the rebuilt one. The live one may be ahead (appends since the walk began).
-fn compare_indexes(rebuilt: &Index, live: &Index, log: &Log) -> Option<Error> {
+///
+/// IMPORTANT: the live index's lock is held only to copy one stream's entry, never across a read of the log:
+/// the writer needs the lock to publish every group, and readers queue behind a waiting writer.
+fn compare_indexes(rebuilt: &Index, shared: &Shared, names: &PreadNames<'_>) -> Result<Option<Error>> {
+    let log = &*shared.log;
     let mut problem = None;
-    rebuilt.for_each(log, |name, state| {
+    rebuilt.for_each(names, |name, state| {
         if problem.is_some() {
             return;
         }
-        let consistent = live.get(name, log).is_some_and(|current| {
+        let candidates = shared.index.read().candidates(name);
+        // The live entry of this name: the one whose last record carries it (read outside the lock).
+        let current =
+            candidates.into_iter().find(|(confirmed, current)| *confirmed || names.carries(current.head, name));
+        let consistent = current.is_some_and(|(_, current)| {
             current.last_offset >= state.last_offset
                 && (current.last_offset > state.last_offset || current.head == state.head)
                 && current.sparse.as_slice().starts_with(state.sparse.as_slice())
@@ -116,5 +134,6 @@ fn compare_indexes(rebuilt: &Index, live: &Index, log: &Log) -> Option<Error> {
             problem = Some(Error::corrupt(log.dir(), 0, reason));
         }
     });
-    problem
+    names.take_failure()?;
+    Ok(problem)
 }

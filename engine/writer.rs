@@ -160,10 +160,9 @@ enum Work {
 
 impl Writer {
     pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
-        // Recovered records of the active segment may have been in the page cache only (a process killed
-        // between write and sync): nothing in it counts as synced until this writer syncs it. Earlier segments
-        // were synced before their successors were created.
-        let synced_next = state.active.base_position();
+        // Recovery proved every recovered record synced, or wrote it again and synced it, before the store
+        // opened.
+        let synced_next = state.next_position;
         Writer { shared, state, synced_next, buffer: Vec::new(), dirty_since: None, spare: None }
     }
 
@@ -265,10 +264,10 @@ impl Writer {
             return;
         }
         if !self.state.tail_zeroed {
-            // IMPORTANT: once per open, before the first group is encoded: zero what recovery cut off, so that
-            // no stale frame beyond the end can line up with the frames written from here on, and sync, so
-            // that the recovered records (which may have been in the page cache only) are durable before any
-            // record's `synced_before` vouches for them.
+            // IMPORTANT: once per open, before the first group is encoded, unless recovery did it: zero what
+            // lies after the recovered end (a torn tail, stale frames of a lost group), so that no stale frame
+            // can line up with the frames written from here on, and sync, so that the zeros are durable before
+            // the first new byte is.
             let (file, path, at) = (self.state.active.file(), self.state.active.path(), self.state.write_at);
             let zeroed = self.shared.io.zero_range(file, path, at, self.state.active.size() - at);
             if let Err(cause) = zeroed.and_then(|()| self.shared.io.sync_data(file, path)) {
@@ -276,7 +275,6 @@ impl Writer {
                 return self.fail_all(txns.into_iter().map(|txn| txn.responder).collect(), cause);
             }
             self.state.tail_zeroed = true;
-            self.synced_next = self.state.next_position;
         }
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         // Timestamps never go backwards, whatever the wall clock does.
