@@ -58,6 +58,10 @@ pub const EVENT_TYPE_BYTES_MAX: usize = 1024;
 /// The `prev` value of a stream's first record.
 pub const NO_PREV: u64 = u64::MAX;
 
+/// The fewest bytes from one frame's start to the next: a header, a one-byte stream name and event type, padded.
+pub const FRAME_STRIDE_MIN: usize = aligned(HEADER_LEN + 2);
+const _: () = assert!(FRAME_STRIDE_MIN == 96);
+
 /// Rounds a frame length up to the next frame start.
 pub const fn aligned(len: usize) -> usize {
     (len + FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1)
@@ -199,11 +203,13 @@ fn is_utf8(bytes: &[u8]) -> bool {
     bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
-/// Decodes and checks the frame at the start of `buf` (which may hold more bytes after it).
+/// Checks what the 88 header bytes at the start of `buf` can tell without the body: the length is neither zero
+/// nor shorter than a header, the body lengths add up to it, the name lengths are in range and the reserved
+/// bytes are zero. Returns the frame length. Never panics on any input.
 ///
-/// Checks, in order: the length fits the buffer and the header, the CRC, the body lengths add up, the names
-/// are non-empty UTF-8 within their maxima, and the reserved bytes are zero. Never panics on any input.
-pub fn decode(buf: &[u8]) -> Result<Frame, DecodeError> {
+/// These checks come before the CRC so that a reader never has to fetch a body that a damaged (or garbage)
+/// length points at: garbage passes them by chance about once in 2^40 (the sum alone is 32 random bits).
+pub fn check_header(buf: &[u8]) -> Result<usize, DecodeError> {
     if buf.len() < 4 {
         return Err(DecodeError::Truncated { needed: 4, available: buf.len() });
     }
@@ -214,6 +220,37 @@ pub fn decode(buf: &[u8]) -> Result<Frame, DecodeError> {
     if len < HEADER_LEN {
         return Err(DecodeError::Invalid("frame length is shorter than a frame header"));
     }
+    if buf.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated { needed: len, available: buf.len() });
+    }
+    let stream_len = usize::from(u16_at(buf, STREAM_LEN_OFFSET));
+    let type_len = usize::from(u16_at(buf, TYPE_LEN_OFFSET));
+    // Summed in u64: four u32-bounded values can not overflow it, whatever the bytes say.
+    let body = stream_len as u64
+        + type_len as u64
+        + u64::from(u32_at(buf, METADATA_LEN_OFFSET))
+        + u64::from(u32_at(buf, DATA_LEN_OFFSET));
+    if HEADER_LEN as u64 + body != len as u64 {
+        return Err(DecodeError::Invalid("body lengths do not add up to the frame length"));
+    }
+    if !(1..=STREAM_NAME_BYTES_MAX).contains(&stream_len) {
+        return Err(DecodeError::Invalid("stream name length out of range"));
+    }
+    if !(1..=EVENT_TYPE_BYTES_MAX).contains(&type_len) {
+        return Err(DecodeError::Invalid("event type length out of range"));
+    }
+    if buf[RESERVED_OFFSET..HEADER_LEN].iter().any(|&b| b != 0) {
+        return Err(DecodeError::Invalid("reserved header bytes are not zero"));
+    }
+    Ok(len)
+}
+
+/// Decodes and checks the frame at the start of `buf` (which may hold more bytes after it).
+///
+/// Checks, in order: the header ([`check_header`]), that the whole frame is in `buf`, the CRC, and that the
+/// names are UTF-8. Never panics on any input.
+pub fn decode(buf: &[u8]) -> Result<Frame, DecodeError> {
+    let len = check_header(buf)?;
     if len > buf.len() {
         return Err(DecodeError::Truncated { needed: len, available: buf.len() });
     }
@@ -225,20 +262,6 @@ pub fn decode(buf: &[u8]) -> Result<Frame, DecodeError> {
     let type_len = usize::from(u16_at(frame, TYPE_LEN_OFFSET));
     let metadata_len = u32_at(frame, METADATA_LEN_OFFSET) as usize;
     let data_len = u32_at(frame, DATA_LEN_OFFSET) as usize;
-    // Summed in u64: four u32-bounded values can not overflow it, whatever the bytes say.
-    let body = stream_len as u64 + type_len as u64 + metadata_len as u64 + data_len as u64;
-    if HEADER_LEN as u64 + body != len as u64 {
-        return Err(DecodeError::Invalid("body lengths do not add up to the frame length"));
-    }
-    if !(1..=STREAM_NAME_BYTES_MAX).contains(&stream_len) {
-        return Err(DecodeError::Invalid("stream name length out of range"));
-    }
-    if !(1..=EVENT_TYPE_BYTES_MAX).contains(&type_len) {
-        return Err(DecodeError::Invalid("event type length out of range"));
-    }
-    if frame[RESERVED_OFFSET..HEADER_LEN].iter().any(|&b| b != 0) {
-        return Err(DecodeError::Invalid("reserved header bytes are not zero"));
-    }
     let stream = HEADER_LEN..HEADER_LEN + stream_len;
     let event_type = stream.end..stream.end + type_len;
     let metadata = event_type.end..event_type.end + metadata_len;

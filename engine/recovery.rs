@@ -439,7 +439,7 @@ fn finish_last_segment(
     // Whatever ended the scan (garbage, a torn frame, zeros, an incomplete transaction), an intact record
     // further on that was written after the first lost position had been synced proves that synced data
     // is damaged: that is corruption to report, not a tail to cut.
-    let look = look_past(window, scanned.at, tail.next_position, options)?;
+    let look = look_past(window, scanned.committed.0, scanned.at, tail.next_position, options)?;
     if let LookPast::Proof(proof) = look {
         let reason = scanned.stop.clone().unwrap_or_else(|| match scanned.pending_at {
             None => "zeros where a record was expected".to_owned(),
@@ -538,7 +538,13 @@ const ZERO_RUN_BYTES_MAX: usize = 64 << 10;
 /// payloads never end it; neither do zeros inside the extent that the damaged frame at `bad_at` claims. A
 /// zeroed span of synced data longer than 64 KiB still hides what follows it; `Store::verify` and reads find
 /// damage before the recovered end.
-fn look_past(window: &mut PreadWindow<'_>, bad_at: usize, lost: u64, options: &Options) -> Result<LookPast> {
+fn look_past(
+    window: &mut PreadWindow<'_>,
+    cut: usize,
+    bad_at: usize,
+    lost: u64,
+    options: &Options,
+) -> Result<LookPast> {
     let size = window.segment().size() as usize;
     // Saturating: options may hold anything up to u64::MAX.
     let reach =
@@ -570,9 +576,11 @@ fn look_past(window: &mut PreadWindow<'_>, bad_at: usize, lost: u64, options: &O
         }
         zero_run = 0;
         nonzero_end = at + frame::FRAME_ALIGN;
-        // Only a header whose position lies near `lost` is worth a CRC: on garbage, a full decode at every
-        // offset would hash megabytes per step.
-        let near = frame::peek_position_prev(head).is_some_and(|(position, _, _)| position.abs_diff(lost) < 1 << 32);
+        // Position `lost` belongs at `cut` in every incarnation of this segment, so a record (or a stale frame
+        // of a lost group) `d` bytes after `cut` has a position from `lost` to `lost + d / smallest frame`. Only
+        // such a header is worth a decode: garbage rarely is one.
+        let most = lost.saturating_add(((at - cut) / frame::FRAME_STRIDE_MIN) as u64 + 1);
+        let near = frame::peek_position_prev(head).is_some_and(|(position, _, _)| (lost..=most).contains(&position));
         if near {
             if let Ok(frame) = window.frame(at)? {
                 if frame.header.position > lost && frame.header.synced_before > lost {

@@ -243,9 +243,15 @@ impl<'a> PreadWindow<'a> {
 
     /// Decodes the frame at `at`. The outer error is a failed read; the inner one says why the bytes are no
     /// valid frame. The frame's ranges are relative to `at`; its bytes are `self.bytes(at, frame.len)`.
+    ///
+    /// The body is read only if the header checks out ([`frame::check_header`]): a damaged or garbage length
+    /// never makes it read (and allocate) what it claims.
     pub fn frame(&mut self, at: usize) -> Result<Result<Frame, DecodeError>> {
         let head = self.bytes(at, frame::HEADER_LEN)?;
-        let len = head.get(..4).map_or(0, |len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize);
+        let len = match frame::check_header(head) {
+            Ok(len) => len,
+            Err(err) => return Ok(Err(err)),
+        };
         let bytes = if len > head.len() { self.bytes(at, len)? } else { head };
         Ok(frame::decode(bytes))
     }

@@ -16,7 +16,7 @@ use crate::io::Io;
 use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, StreamSource};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::SEGMENT_HEADER_LEN;
-use crate::writer::{Completion, Part, Queue, Responder, Shared, Txn, Writer};
+use crate::writer::{clone_error, Completion, Part, Queue, Responder, Shared, Txn, Writer};
 use crate::{
     AppendResult, EventData, ExpectedVersion, Options, StreamAppend, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX,
 };
@@ -51,9 +51,16 @@ pub struct Store {
 struct Inner {
     dir: PathBuf,
     shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// The writer thread until the first close joins it, then the outcome of that close. Held for the whole
+    /// join, so that every other `close` waits for it and reports the same outcome.
+    writer: Mutex<Closing>,
     lock: Mutex<Option<File>>,
     report: RecoveryReport,
+}
+
+enum Closing {
+    Open(JoinHandle<Result<()>>),
+    Closed(Result<()>),
 }
 
 impl Store {
@@ -116,7 +123,7 @@ impl Store {
             inner: Arc::new(Inner {
                 dir,
                 shared,
-                writer: Mutex::new(Some(handle)),
+                writer: Mutex::new(Closing::Open(handle)),
                 lock: Mutex::new(Some(lock)),
                 report,
             }),
@@ -322,16 +329,29 @@ impl Store {
 }
 
 impl Inner {
+    /// Stops the writer (it finishes the queue, syncs and writes the checkpoint) and releases the directory
+    /// lock. Every call returns only after that, with the outcome of the first.
     fn shutdown(&self) -> Result<()> {
-        let Some(handle) = self.writer.lock().take() else { return Ok(()) };
+        let mut writer = self.writer.lock();
+        if let Closing::Closed(result) = &*writer {
+            return match result {
+                Ok(()) => Ok(()),
+                Err(err) => Err(clone_error(err)),
+            };
+        }
         self.shared.queue.lock().shutdown = true;
         self.shared.queue_ready.notify_all();
+        let Closing::Open(handle) = std::mem::replace(&mut *writer, Closing::Closed(Ok(()))) else {
+            unreachable!("checked above")
+        };
         let result = match handle.join() {
             Ok(result) => result,
             Err(_) => Err(Error::io("closing the store", std::io::Error::other("the writer thread panicked"))),
         };
         self.lock.lock().take();
-        result
+        let answer = result.as_ref().map(|_| ()).map_err(clone_error);
+        *writer = Closing::Closed(result);
+        answer
     }
 }
 

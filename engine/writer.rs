@@ -219,8 +219,10 @@ impl Writer {
         loop {
             // Under `Buffer`, a flush is due `flush_interval` after the oldest unsynced write, however busy the
             // queue is.
+            // An interval too long to add to the clock (`Duration::MAX`) means no timed flush at all: the
+            // writer then syncs only at rolls, before checkpoints and at close.
             let flush_due = match (self.shared.options.durability, self.dirty_since) {
-                (Durability::Buffer { flush_interval }, Some(since)) => Some(since + flush_interval),
+                (Durability::Buffer { flush_interval }, Some(since)) => since.checked_add(flush_interval),
                 _ => None,
             };
             if flush_due.is_some() && self.shared.poisoned().is_some() {
@@ -398,9 +400,10 @@ impl Writer {
         }
         drop(index);
 
+        // A group whose every transaction was refused wrote nothing and has nothing to sync.
         if let Err(cause) = self.write_buffer().and_then(|()| match self.shared.options.durability {
-            Durability::SyncData => self.sync_active(),
-            Durability::Buffer { .. } => Ok(()),
+            Durability::SyncData if self.synced_next < self.state.next_position => self.sync_active(),
+            Durability::SyncData | Durability::Buffer { .. } => Ok(()),
         }) {
             let cause = self.shared.poison(cause);
             return self.fail_all(responders, cause);
