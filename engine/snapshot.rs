@@ -16,21 +16,27 @@
 //! `snapshots/`. Two names with the same hash share a directory; the full name inside each file tells them
 //! apart, and a file of the other stream is skipped (the worst a collision can do is cost a replay).
 //!
-//! # File format (all integers little-endian)
+//! # File format, version 2 (all integers little-endian)
 //!
 //! | bytes                  | field            | meaning                                                   |
 //! |------------------------|------------------|-----------------------------------------------------------|
 //! | 0..8                   | magic            | `ANNLSNAP`                                                |
-//! | 8..12                  | format version   | u32, [`SNAPSHOT_FORMAT_VERSION`] (1)                      |
+//! | 8..12                  | format version   | u32, [`SNAPSHOT_FORMAT_VERSION`] (2)                      |
 //! | 12..16                 | schema version   | u32, the application's version of the state's encoding    |
 //! | 16..24                 | offset           | u64, the stream offset of the last event the state covers |
-//! | 24..28                 | name length `n`  | u32, bytes of the stream name (UTF-8)                     |
-//! | 28..36                 | state length `s` | u64, bytes of the state                                   |
-//! | 36..36+n               | stream name      | the full name, checked on read                            |
-//! | 36+n..36+n+s           | state            | opaque bytes                                              |
-//! | 36+n+s..40+n+s         | CRC-32           | crc32 (IEEE, `crc32fast`) of bytes `0..36+n+s`: every byte before it |
+//! | 24..32                 | position         | u64, that event's global position                         |
+//! | 32..48                 | event id         | that event's UUID, as `Uuid::as_bytes`                    |
+//! | 48..52                 | name length `n`  | u32, bytes of the stream name (UTF-8)                     |
+//! | 52..60                 | state length `s` | u64, bytes of the state                                   |
+//! | 60..60+n               | stream name      | the full name, checked on read                            |
+//! | 60+n..60+n+s           | state            | opaque bytes                                              |
+//! | 60+n+s..64+n+s         | CRC-32           | crc32 (IEEE, `crc32fast`) of every byte before it         |
 //!
-//! The file's length must be exactly `40 + n + s`, and the offset must match the file name.
+//! The file's length must be exactly `64 + n + s`, and the offset must match the file name. A snapshot is
+//! trusted only while the stream's event at `offset` has this position and id: a crash can take events away
+//! and let different ones reach the same offsets later, and a snapshot of the lost ones must never be used.
+//! Version 1 files (the same without position and event id, header of 36 bytes) cannot be checked that way
+//! and are skipped ([`SkipReason::Unverifiable`]); retention deletes them.
 
 use std::fmt;
 use std::fs;
@@ -38,12 +44,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
+use uuid::Uuid;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::Io;
 
-/// The snapshot file format this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The snapshot file format this build writes and reads (it recognises version 1 files and skips them).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 /// How many snapshots per stream [`Store::write_snapshot`](crate::Store::write_snapshot) keeps.
 pub const SNAPSHOTS_KEPT_DEFAULT: usize = 3;
 
@@ -58,11 +65,18 @@ const MAGIC_OFFSET: usize = 0;
 const FORMAT_VERSION_OFFSET: usize = MAGIC_OFFSET + MAGIC.len();
 const SCHEMA_VERSION_OFFSET: usize = FORMAT_VERSION_OFFSET + size_of::<u32>();
 const STREAM_OFFSET_OFFSET: usize = SCHEMA_VERSION_OFFSET + size_of::<u32>();
-const NAME_LEN_OFFSET: usize = STREAM_OFFSET_OFFSET + size_of::<u64>();
+const POSITION_OFFSET: usize = STREAM_OFFSET_OFFSET + size_of::<u64>();
+const EVENT_ID_OFFSET: usize = POSITION_OFFSET + size_of::<u64>();
+const NAME_LEN_OFFSET: usize = EVENT_ID_OFFSET + 16;
 const STATE_LEN_OFFSET: usize = NAME_LEN_OFFSET + size_of::<u32>();
 const HEADER_LEN: usize = STATE_LEN_OFFSET + size_of::<u64>();
 const CRC_LEN: usize = size_of::<u32>();
-const _: () = assert!(HEADER_LEN == 36);
+const _: () = assert!(HEADER_LEN == 60);
+/// Version 1: the same fields without position and event id.
+const V1_NAME_LEN_OFFSET: usize = STREAM_OFFSET_OFFSET + size_of::<u64>();
+const V1_STATE_LEN_OFFSET: usize = V1_NAME_LEN_OFFSET + size_of::<u32>();
+const V1_HEADER_LEN: usize = V1_STATE_LEN_OFFSET + size_of::<u64>();
+const _: () = assert!(V1_HEADER_LEN == 36);
 
 /// Snapshot writes of one stream are serialised (same temporary file name, retention after the rename). The
 /// store directory is locked to one open store, so a lock in this process covers every writer; streams are
@@ -91,6 +105,8 @@ static WRITE_LOCKS: [Mutex<()>; 16] = [const { Mutex::new(()) }; 16];
 pub struct Snapshot {
     stream: String,
     offset: u64,
+    position: u64,
+    event_id: Uuid,
     schema_version: u32,
     state: Vec<u8>,
 }
@@ -104,6 +120,17 @@ impl Snapshot {
     /// The offset of the last event the state covers: replay from `offset() + 1`.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The global position of the event at [`offset`](Self::offset).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The id of the event at [`offset`](Self::offset): the snapshot is trusted only while the stream holds
+    /// this event there.
+    pub fn event_id(&self) -> Uuid {
+        self.event_id
     }
 
     /// The schema version given when the snapshot was written ([`SnapshotOptions::schema_version`]).
@@ -243,6 +270,24 @@ pub enum SkipReason {
         /// The name found in the file.
         found: String,
     },
+    /// The stream's event at the snapshot's offset is not the one the snapshot was taken at: its events were
+    /// lost (a machine crash under `Durability::Buffer`, a log restored from an older copy) and different ones
+    /// took their offsets. The state describes events that are gone.
+    EventReplaced {
+        /// The snapshot's offset.
+        offset: u64,
+        /// The id of the event the snapshot was taken at.
+        snapshot_event: Uuid,
+        /// The id of the event the stream holds at that offset now.
+        stream_event: Uuid,
+    },
+    /// The file was written by snapshot format 1, which does not record its event's id, so it cannot be
+    /// checked against the stream: the aggregate is rebuilt from its events instead (and the next snapshot is
+    /// written in the current format).
+    Unverifiable {
+        /// The format version found (1).
+        found: u32,
+    },
     /// The file was written by a snapshot format this build does not read.
     UnsupportedFormat {
         /// The format version found.
@@ -273,6 +318,14 @@ impl fmt::Display for SkipReason {
                 write!(f, "it is at offset {offset} of a stream that does not exist")
             }
             SkipReason::OtherStream { found } => write!(f, "it belongs to stream {found:?} (same name hash)"),
+            SkipReason::EventReplaced { offset, snapshot_event, stream_event } => write!(
+                f,
+                "it was taken at event {snapshot_event}, but the stream holds event {stream_event} at offset {offset} \
+                 (the events it covers were lost)"
+            ),
+            SkipReason::Unverifiable { found } => {
+                write!(f, "snapshot format version {found} records no event id to check it against the stream")
+            }
             SkipReason::UnsupportedFormat { found } => {
                 write!(f, "snapshot format version {found}; this build reads {SNAPSHOT_FORMAT_VERSION}")
             }
@@ -294,15 +347,21 @@ impl crate::Store {
         self.write_snapshot_with(stream, offset, state, SnapshotOptions::default())
     }
 
-    /// Writes a snapshot of `stream`'s state as of `offset`, then deletes the stream's older snapshots beyond
-    /// `options.keep_last`.
+    /// Writes a snapshot of `stream`'s state as of `offset`, then deletes the stream's snapshots beyond the
+    /// newest `options.keep_last` that check out, and every one that no longer can (its events were lost).
+    ///
+    /// The snapshot records the id and position of the stream's event at `offset`, and is trusted only while
+    /// the stream holds that event there. It is never written for an event that is not yet durable: under
+    /// `Durability::Buffer` this first syncs the log (as [`flush`](Self::flush) does) if the event is not on
+    /// stable storage yet, so that no crash can leave the snapshot without its events.
     ///
     /// Durability: when it returns, the snapshot is on stable storage (temporary file, sync, rename, sync of
     /// the directory); a crash at any point leaves the previous snapshots intact, and at worst a temporary
     /// file that readers ignore and the next write removes. Writing the same offset again replaces the file.
     ///
     /// Errors: `SnapshotBeyondHead` if the stream has no event at `offset` (nothing is written),
-    /// `InvalidOptions` if `keep_last` is 0, `Closed`, `Io`.
+    /// `InvalidOptions` if `keep_last` is 0, `Corrupt` if the event at `offset` is damaged, `Poisoned`,
+    /// `Closed`, `Io`.
     pub fn write_snapshot_with(&self, stream: &str, offset: u64, state: &[u8], options: SnapshotOptions) -> Result<()> {
         if options.keep_last == 0 {
             return Err(Error::InvalidOptions { reason: "SnapshotOptions::keep_last must be at least 1".into() });
@@ -311,24 +370,36 @@ impl crate::Store {
         if head.is_none_or(|head| offset > head) {
             return Err(Error::SnapshotBeyondHead { stream: stream.to_owned(), offset, head });
         }
+        let event = self.read_stream(stream, offset)?.next().ok_or_else(|| Error::SnapshotBeyondHead {
+            stream: stream.to_owned(),
+            offset,
+            head,
+        })??;
+        if event.position() >= self.durable_position() {
+            // IMPORTANT: the snapshot must never outlive its events. Under `Buffer` they may still be in the
+            // page cache only.
+            self.flush()?;
+        }
         let io = self.io_for_writes()?;
-        let bytes = encode(stream, offset, options.schema_version, state);
+        let bytes = encode(stream, offset, event.position(), event.event_id(), options.schema_version, state);
         let hash = stream_hash(stream);
         let _serialised = WRITE_LOCKS[(hash % WRITE_LOCKS.len() as u128) as usize].lock();
         let dir = self.snapshot_dir_for_hash(hash);
         create_dir_durably(io, &dir)?;
         let path = dir.join(file_name(offset));
         io.write_file_atomically(&path, &bytes).context(|| format!("writing snapshot {}", path.display()))?;
-        prune(&dir, stream, options.keep_last)
+        self.prune(&dir, stream, options.keep_last)
     }
 
     /// The newest trustworthy snapshot of `stream`, or `None` (then replay from offset 0).
     ///
-    /// Files are tried newest first; one beyond the stream's last event, damaged, of another stream or of an
-    /// unknown format is skipped with a warning (through the `log` crate) and the next older one is tried.
-    /// [`find_latest_snapshot`](Self::find_latest_snapshot) also returns what was skipped.
+    /// Files are tried newest first; one beyond the stream's last event, whose event the stream no longer
+    /// holds, damaged, of another stream or of an old or unknown format is skipped with a warning (through the
+    /// `log` crate) and the next older one is tried. [`find_latest_snapshot`](Self::find_latest_snapshot) also
+    /// returns what was skipped.
     ///
-    /// Errors: `Io` if the snapshot directory cannot be listed or a file cannot be read.
+    /// Errors: `Io` if the snapshot directory cannot be listed or a file cannot be read; `Corrupt` if the
+    /// stream's event at a snapshot's offset is damaged (it cannot be checked, and the log is damaged there).
     pub fn latest_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
         Ok(self.find_latest_snapshot(stream)?.into_snapshot())
     }
@@ -342,33 +413,99 @@ impl crate::Store {
         let dir = self.snapshot_dir_for_hash(stream_hash(stream));
         let mut search = SnapshotSearch::default();
         for (offset, path) in list(&dir)? {
-            let reason = if head.is_none_or(|head| offset > head) {
-                SkipReason::BeyondHead { offset, head }
-            } else {
-                let bytes = match fs::read(&path) {
-                    Ok(bytes) => bytes,
-                    // Deleted by a concurrent write's retention: an older one will do.
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                    Err(err) => return Err(Error::io(format!("reading snapshot {}", path.display()), err)),
-                };
-                match decode(&bytes) {
-                    Ok(snapshot) if snapshot.stream != stream => SkipReason::OtherStream { found: snapshot.stream },
-                    Ok(snapshot) if snapshot.offset != offset => SkipReason::Corrupt(format!(
-                        "the file holds offset {} but is named for offset {offset}",
-                        snapshot.offset
-                    )),
-                    Ok(snapshot) => {
-                        search.snapshot = Some((snapshot, path));
-                        break;
-                    }
-                    Err(reason) => reason,
+            let reason = match self.judge(stream, offset, &path, head)? {
+                Judgement::Trusted(snapshot) => {
+                    search.snapshot = Some((snapshot, path));
+                    break;
                 }
+                // Deleted by a concurrent write's retention: an older one will do.
+                Judgement::Gone => continue,
+                Judgement::Skipped(reason) => reason,
             };
             let skipped = SkippedSnapshot { path, reason };
             ::log::warn!("annals: {skipped}");
             search.skipped.push(skipped);
         }
         Ok(search)
+    }
+
+    /// Whether the snapshot file at `path`, named for `offset`, can be trusted for `stream` whose last offset
+    /// is `head`.
+    fn judge(&self, stream: &str, offset: u64, path: &Path, head: Option<u64>) -> Result<Judgement> {
+        if head.is_none_or(|head| offset > head) {
+            return Ok(Judgement::Skipped(SkipReason::BeyondHead { offset, head }));
+        }
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Judgement::Gone),
+            Err(err) => return Err(Error::io(format!("reading snapshot {}", path.display()), err)),
+        };
+        let decoded = match decode(&bytes) {
+            Ok(decoded) => decoded,
+            Err(reason) => return Ok(Judgement::Skipped(reason)),
+        };
+        let snapshot = decoded.snapshot;
+        if snapshot.stream != stream {
+            return Ok(Judgement::Skipped(SkipReason::OtherStream { found: snapshot.stream }));
+        }
+        if snapshot.offset != offset {
+            return Ok(Judgement::Skipped(SkipReason::Corrupt(format!(
+                "the file holds offset {} but is named for offset {offset}",
+                snapshot.offset
+            ))));
+        }
+        if decoded.format_version == 1 {
+            return Ok(Judgement::Skipped(SkipReason::Unverifiable { found: 1 }));
+        }
+        let Some(event) = self.read_stream(stream, offset)?.next() else {
+            return Ok(Judgement::Skipped(SkipReason::BeyondHead { offset, head }));
+        };
+        let event = event?;
+        if event.event_id() != snapshot.event_id || event.position() != snapshot.position {
+            return Ok(Judgement::Skipped(SkipReason::EventReplaced {
+                offset,
+                snapshot_event: snapshot.event_id,
+                stream_event: event.event_id(),
+            }));
+        }
+        Ok(Judgement::Trusted(snapshot))
+    }
+
+    /// Deletes the stream's snapshots beyond the newest `keep_last` that check out, every one that no longer
+    /// can (beyond the head, of lost events, damaged, of format 1), and leftover temporary files. Files of
+    /// another stream with the same name hash, and of formats newer than this build's, are left alone.
+    ///
+    /// Deletions are not synced: a deleted snapshot that reappears after a power cut is judged again on read.
+    fn prune(&self, dir: &Path, stream: &str, keep_last: usize) -> Result<()> {
+        // IMPORTANT: list the files before reading the head. A file in the list was written after its event
+        // was committed, so its offset is at most the head read after: one beyond it is of lost events.
+        let files = list(dir)?;
+        let head = self.stream_version(stream);
+        let mut kept = 0;
+        for (offset, path) in files {
+            let remove = match self.judge(stream, offset, &path, head)? {
+                Judgement::Trusted(_) => {
+                    kept += 1;
+                    kept > keep_last
+                }
+                Judgement::Gone => false,
+                Judgement::Skipped(SkipReason::OtherStream { .. } | SkipReason::UnsupportedFormat { .. }) => false,
+                Judgement::Skipped(_) => true,
+            };
+            if remove {
+                remove_if_present(&path)?;
+            }
+        }
+        // Only writes of this stream's hash use these names, and they hold the write lock, so a temporary file
+        // seen now is a leftover of an interrupted write.
+        let entries = fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.context(|| format!("listing {}", dir.display()))?;
+            if entry.file_name().to_str().is_some_and(|name| name.ends_with(".tmp")) {
+                remove_if_present(&entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// The paths of `stream`'s snapshot files, newest (highest offset) first, unverified. For tools and tests.
@@ -433,28 +570,12 @@ fn create_dir_durably(io: &Io, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Deletes the stream's snapshots beyond the newest `keep_last`, and leftover temporary files.
-///
-/// Deletions are not synced: a deleted snapshot that reappears after a power cut is still a valid snapshot.
-/// A file of another stream with the same name hash is left alone.
-fn prune(dir: &Path, stream: &str, keep_last: usize) -> Result<()> {
-    for (_, path) in list(dir)?.into_iter().skip(keep_last) {
-        let ours =
-            fs::read(&path).ok().and_then(|bytes| decode(&bytes).ok()).is_none_or(|found| found.stream == stream);
-        if ours {
-            remove_if_present(&path)?;
-        }
-    }
-    // Only writes of this stream's hash use these names, and they hold the write lock, so a temporary file
-    // seen now is a leftover of an interrupted write.
-    let entries = fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.context(|| format!("listing {}", dir.display()))?;
-        if entry.file_name().to_str().is_some_and(|name| name.ends_with(".tmp")) {
-            remove_if_present(&entry.path())?;
-        }
-    }
-    Ok(())
+/// What a snapshot file is worth to a reader.
+enum Judgement {
+    Trusted(Snapshot),
+    Skipped(SkipReason),
+    /// The file disappeared (a concurrent write's retention deleted it).
+    Gone,
 }
 
 fn remove_if_present(path: &Path) -> Result<()> {
@@ -467,13 +588,15 @@ fn remove_if_present(path: &Path) -> Result<()> {
 }
 
 /// Encodes a snapshot file (see the module's table).
-fn encode(stream: &str, offset: u64, schema_version: u32, state: &[u8]) -> Vec<u8> {
+fn encode(stream: &str, offset: u64, position: u64, event_id: Uuid, schema_version: u32, state: &[u8]) -> Vec<u8> {
     let name_len = u32::try_from(stream.len()).expect("stream names are at most 1024 bytes");
     let mut out = Vec::with_capacity(HEADER_LEN + stream.len() + state.len() + CRC_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&schema_version.to_le_bytes());
     out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&position.to_le_bytes());
+    out.extend_from_slice(event_id.as_bytes());
     out.extend_from_slice(&name_len.to_le_bytes());
     out.extend_from_slice(&(state.len() as u64).to_le_bytes());
     assert_eq!(out.len(), HEADER_LEN);
@@ -484,15 +607,18 @@ fn encode(stream: &str, offset: u64, schema_version: u32, state: &[u8]) -> Vec<u
     out
 }
 
-/// Decodes and verifies a snapshot file. Never panics, whatever the bytes.
-fn decode(bytes: &[u8]) -> Result<Snapshot, SkipReason> {
+/// A decoded snapshot file and the format version it was written in. A version 1 file has no event to check
+/// against: its position and event id read as 0 and nil.
+struct Decoded {
+    snapshot: Snapshot,
+    format_version: u32,
+}
+
+/// Decodes and verifies a snapshot file of format 1 or 2. Never panics, whatever the bytes.
+fn decode(bytes: &[u8]) -> Result<Decoded, SkipReason> {
     let corrupt = |reason: String| Err(SkipReason::Corrupt(reason));
-    if bytes.len() < HEADER_LEN + CRC_LEN {
-        return corrupt(format!(
-            "{} bytes, shorter than the smallest snapshot ({})",
-            bytes.len(),
-            HEADER_LEN + CRC_LEN
-        ));
+    if bytes.len() < FORMAT_VERSION_OFFSET + size_of::<u32>() {
+        return corrupt(format!("{} bytes, shorter than a snapshot's header", bytes.len()));
     }
     if bytes[MAGIC_OFFSET..FORMAT_VERSION_OFFSET] != MAGIC {
         return corrupt("not a snapshot file (bad magic)".into());
@@ -500,17 +626,26 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, SkipReason> {
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let format_version = u32_at(FORMAT_VERSION_OFFSET);
-    if format_version != SNAPSHOT_FORMAT_VERSION {
-        return Err(SkipReason::UnsupportedFormat { found: format_version });
+    let (header_len, name_len_at, state_len_at) = match format_version {
+        1 => (V1_HEADER_LEN, V1_NAME_LEN_OFFSET, V1_STATE_LEN_OFFSET),
+        SNAPSHOT_FORMAT_VERSION => (HEADER_LEN, NAME_LEN_OFFSET, STATE_LEN_OFFSET),
+        found => return Err(SkipReason::UnsupportedFormat { found }),
+    };
+    if bytes.len() < header_len + CRC_LEN {
+        return corrupt(format!(
+            "{} bytes, shorter than the smallest snapshot of format {format_version} ({})",
+            bytes.len(),
+            header_len + CRC_LEN
+        ));
     }
     let crc_at = bytes.len() - CRC_LEN;
     let (stored, computed) = (u32_at(crc_at), crc32fast::hash(&bytes[..crc_at]));
     if stored != computed {
         return corrupt(format!("CRC mismatch: stored {stored:08x}, computed {computed:08x}"));
     }
-    let name_len = u64::from(u32_at(NAME_LEN_OFFSET));
-    let state_len = u64_at(STATE_LEN_OFFSET);
-    let expected_len = name_len.checked_add(state_len).and_then(|len| len.checked_add((HEADER_LEN + CRC_LEN) as u64));
+    let name_len = u64::from(u32_at(name_len_at));
+    let state_len = u64_at(state_len_at);
+    let expected_len = name_len.checked_add(state_len).and_then(|len| len.checked_add((header_len + CRC_LEN) as u64));
     if expected_len != Some(bytes.len() as u64) {
         return corrupt(format!(
             "{} bytes, but a name of {name_len} bytes and a state of {state_len} bytes make {}",
@@ -518,16 +653,25 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, SkipReason> {
             expected_len.map_or("more than 2^64".to_owned(), |len| len.to_string())
         ));
     }
-    let name_end = HEADER_LEN + name_len as usize;
-    let Ok(stream) = std::str::from_utf8(&bytes[HEADER_LEN..name_end]) else {
+    let name_end = header_len + name_len as usize;
+    let Ok(stream) = std::str::from_utf8(&bytes[header_len..name_end]) else {
         return corrupt("the stream name is not UTF-8".into());
     };
-    Ok(Snapshot {
+    let (position, event_id) = if format_version == 1 {
+        (0, Uuid::nil())
+    } else {
+        let id = bytes[EVENT_ID_OFFSET..EVENT_ID_OFFSET + 16].try_into().expect("16 bytes");
+        (u64_at(POSITION_OFFSET), Uuid::from_bytes(id))
+    };
+    let snapshot = Snapshot {
         stream: stream.to_owned(),
         offset: u64_at(STREAM_OFFSET_OFFSET),
+        position,
+        event_id,
         schema_version: u32_at(SCHEMA_VERSION_OFFSET),
         state: bytes[name_end..crc_at].to_vec(),
-    })
+    };
+    Ok(Decoded { snapshot, format_version })
 }
 
 #[cfg(test)]
@@ -536,16 +680,20 @@ mod tests {
 
     #[test]
     fn a_snapshot_round_trips() {
-        let bytes = encode("account-1", 41, 7, b"state");
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        let bytes = encode("account-1", 41, 1234, id, 7, b"state");
         assert_eq!(bytes.len(), HEADER_LEN + 9 + 5 + CRC_LEN);
-        let snapshot = decode(&bytes).unwrap();
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.format_version, SNAPSHOT_FORMAT_VERSION);
+        let snapshot = decoded.snapshot;
         assert_eq!((snapshot.stream(), snapshot.offset(), snapshot.schema_version()), ("account-1", 41, 7));
+        assert_eq!((snapshot.position(), snapshot.event_id()), (1234, id));
         assert_eq!(snapshot.state(), b"state");
     }
 
     #[test]
     fn every_cut_and_every_flipped_bit_is_rejected() {
-        let bytes = encode("s", 3, 1, b"0123456789");
+        let bytes = encode("s", 3, 9, Uuid::nil(), 1, b"0123456789");
         for len in 0..bytes.len() {
             assert!(decode(&bytes[..len]).is_err(), "cut at {len}");
         }

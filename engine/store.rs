@@ -104,6 +104,8 @@ impl Store {
             log: Arc::new(log),
             index: Arc::new(RwLock::new(index)),
             committed: AtomicU64::new(state.next_position),
+            // Recovery synced whatever it could not prove was synced.
+            durable: AtomicU64::new(state.next_position),
             poison: Mutex::new(None),
             queue: Mutex::new(Queue::default()),
             queue_ready: Condvar::new(),
@@ -258,6 +260,48 @@ impl Store {
         completion.wait()
     }
 
+    /// Makes every append acknowledged so far durable: returns once an `fdatasync` covers them. Under
+    /// [`Durability::SyncData`](crate::Durability::SyncData) every acknowledged append already is, and this
+    /// returns at once; under `Buffer` it syncs now instead of at the next due flush.
+    ///
+    /// Errors: `Poisoned` (an earlier or this sync failed), `Closed`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use annals::{Durability, EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let buffered = Options { durability: Durability::Buffer { flush_interval: Duration::from_secs(1) }, ..Default::default() };
+    /// let store = Store::open_with(dir.path(), buffered).unwrap();
+    /// store.append("audit", ExpectedVersion::Any, &[EventData::new("LoggedIn", &b"{}"[..])]).unwrap();
+    /// store.flush().unwrap(); // on stable storage now
+    /// ```
+    pub fn flush(&self) -> Result<()> {
+        let shared = &self.inner.shared;
+        if let Some(poisoned) = shared.poisoned() {
+            return Err(poisoned);
+        }
+        // Read `committed` first: everything acknowledged before this call is below it.
+        let committed = shared.committed.load(Ordering::Acquire);
+        if shared.durable.load(Ordering::Acquire) >= committed {
+            return Ok(());
+        }
+        let completion = Completion::new();
+        {
+            let mut queue = shared.queue.lock();
+            if queue.shutdown {
+                return Err(Error::Closed);
+            }
+            queue.flushes.push(Responder::new(&completion));
+        }
+        shared.queue_ready.notify_one();
+        completion.wait().map(|_| ())
+    }
+
+    /// Positions below this are on stable storage.
+    pub(crate) fn durable_position(&self) -> u64 {
+        self.inner.shared.durable.load(Ordering::Acquire)
+    }
+
     fn source(&self) -> StreamSource {
         StreamSource::new(self.inner.shared.log.clone(), self.inner.shared.index.clone())
     }
@@ -369,7 +413,7 @@ impl Drop for RefuseOnExit {
         let orphans = {
             let mut queue = self.0.queue.lock();
             queue.shutdown = true;
-            std::mem::take(&mut queue.txns)
+            (std::mem::take(&mut queue.txns), std::mem::take(&mut queue.flushes))
         };
         drop(orphans);
     }

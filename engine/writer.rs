@@ -91,6 +91,8 @@ impl Drop for Responder {
 #[derive(Default)]
 pub(crate) struct Queue {
     pub txns: VecDeque<Txn>,
+    /// Callers of `Store::flush`, waiting for a sync of everything written so far.
+    pub flushes: Vec<Responder>,
     pub shutdown: bool,
 }
 
@@ -100,6 +102,9 @@ pub(crate) struct Shared {
     pub index: Arc<RwLock<Index>>,
     /// Positions below this are committed (under `SyncData`: durable) and visible to readers.
     pub committed: AtomicU64,
+    /// Positions below this are on stable storage (equal to `committed` under `SyncData` once a group is
+    /// published; behind it under `Buffer` until the next sync).
+    pub durable: AtomicU64,
     pub poison: Mutex<Option<Arc<io::Error>>>,
     pub queue: Mutex<Queue>,
     pub queue_ready: Condvar,
@@ -154,7 +159,8 @@ pub(crate) const SPARE_NAME: &str = "spare.seg.tmp";
 
 enum Work {
     Group(Vec<Txn>),
-    Flush,
+    /// A sync: due under `Buffer`, or asked for by `Store::flush` (whose callers wait here).
+    Flush(Vec<Responder>),
     Shutdown,
 }
 
@@ -200,8 +206,11 @@ impl Writer {
         loop {
             match self.next_work() {
                 Work::Group(txns) => self.commit(txns),
-                Work::Flush => {
-                    let _ = self.sync();
+                Work::Flush(waiters) => {
+                    let synced = self.sync();
+                    for waiter in waiters {
+                        waiter.send(synced.as_ref().map(|()| Vec::new()).map_err(clone_error));
+                    }
                 }
                 Work::Shutdown => break,
             }
@@ -230,8 +239,8 @@ impl Writer {
                 self.dirty_since = None;
                 continue;
             }
-            if flush_due.is_some_and(|due| due <= Instant::now()) {
-                return Work::Flush;
+            if !queue.flushes.is_empty() || flush_due.is_some_and(|due| due <= Instant::now()) {
+                return Work::Flush(std::mem::take(&mut queue.flushes));
             }
             if !queue.txns.is_empty() {
                 let mut bytes = 0;
@@ -461,6 +470,7 @@ impl Writer {
     fn sync_active(&mut self) -> io::Result<()> {
         self.shared.io.sync_data(self.state.active.file(), self.state.active.path())?;
         self.synced_next = self.state.next_position;
+        self.shared.durable.store(self.synced_next, Ordering::Release);
         self.dirty_since = None;
         Ok(())
     }

@@ -15,8 +15,9 @@
 //! engine's); that the first frame matches a field-by-field hex literal; and that the current writer, given the
 //! same script, writes the same bytes apart from timestamps and the CRCs that cover them.
 //!
-//! The fixtures are frozen. `regenerate_v1_fixtures` (ignored) rewrites them from `script()`; do that only if
-//! they are lost, never to make a failing test pass: a failure here means the format changed.
+//! The fixtures are frozen: a failure here means the format changed. `write_format_fixtures` (ignored) writes
+//! the fixtures of the format this build writes from `script()`, only when `ANNALS_WRITE_FIXTURE=v<N>` names
+//! that format and only into a folder that does not exist yet, never over a released one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -903,20 +904,28 @@ fn the_current_writer_still_writes_format_v1() {
 // The generator.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Replaces `dir`'s contents with `files`.
+/// Writes `files` into `dir`, which must not exist: a released fixture is never overwritten.
 fn write_fixture(dir: &Path, files: &[(String, Vec<u8>)]) {
-    if dir.exists() {
-        fs::remove_dir_all(dir).unwrap();
-    }
+    assert!(!dir.exists(), "{} exists: a released fixture is never overwritten", dir.display());
     fs::create_dir_all(dir).unwrap();
     for (name, bytes) in files {
         fs::write(dir.join(name), bytes).unwrap();
     }
 }
 
+/// Where the fixtures of the format this build writes go, named `intact`, `torn-tail` or `corrupt-middle`.
+fn new_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{}", annals::FORMAT_VERSION)).join(name)
+}
+
 #[test]
-#[ignore = "regenerates the fixture"]
-fn regenerate_v1_fixtures() {
+#[ignore = "writes the fixtures of a new format; run with ANNALS_WRITE_FIXTURE=v<N> when a format is released"]
+fn write_format_fixtures() {
+    let name = format!("v{}", annals::FORMAT_VERSION);
+    if std::env::var("ANNALS_WRITE_FIXTURE").as_deref() != Ok(name.as_str()) {
+        eprintln!("nothing written: set ANNALS_WRITE_FIXTURE={name} to write tests/fixtures/{name}");
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let stale_checkpoint = generate(work.path());
     let checkpoint = fs::read(work.path().join("index.ckpt")).unwrap();
@@ -926,7 +935,7 @@ fn regenerate_v1_fixtures() {
     // intact: the segments and the checkpoint (not LOCK).
     let mut intact = segment_files.clone();
     intact.push(("index.ckpt".to_owned(), checkpoint));
-    write_fixture(&fixture("intact"), &intact);
+    write_fixture(&new_fixture("intact"), &intact);
 
     // torn-tail: the second half of the last frame overwritten with garbage; the checkpoint of phase 1.
     let mut torn = segment_files.clone();
@@ -937,13 +946,13 @@ fn regenerate_v1_fixtures() {
         *byte ^= 0x5a ^ (i as u8).wrapping_mul(37);
     }
     torn.push(("index.ckpt".to_owned(), stale_checkpoint));
-    write_fixture(&fixture("torn-tail"), &torn);
+    write_fixture(&new_fixture("torn-tail"), &torn);
 
     // corrupt-middle: one bit flipped in the last body byte of the third frame of the second segment.
     let mut corrupt = segment_files;
     let frame = &segments[1].frames[2];
     corrupt[1].1[frame.at + frame.len - 1] ^= 0x01;
-    write_fixture(&fixture("corrupt-middle"), &corrupt);
+    write_fixture(&new_fixture("corrupt-middle"), &corrupt);
 
     println!("const CORRUPT_SEGMENT: &str = {:?};", segments[1].name);
     println!("const CORRUPT_FRAME_OFFSET: u64 = {};", frame.at);

@@ -1,8 +1,9 @@
 //! Snapshot files on disk: a stream's state as of an offset, trusted only when it checks out. Proves that the
 //! latest snapshot is the highest offset and survives a reopen; that retention keeps the last K; that a write
 //! interrupted before its rename (a leftover temporary file, or an injected failure) leaves the previous
-//! snapshot in force; that a snapshot with a bad CRC, beyond the stream's head, of another stream, of an
-//! unknown format or under the wrong file name is skipped with its reason and the next older one is used;
+//! snapshot in force; that a snapshot with a bad CRC, beyond the stream's head, taken at an event the stream
+//! does not hold, of another stream, of an unknown format or under the wrong file name is skipped with its
+//! reason and the next older one is used;
 //! and that no stream name, however hostile (`../../etc/passwd`, `a/b`, `/abs`), puts a file outside the
 //! store's `snapshots/` directory.
 
@@ -156,9 +157,16 @@ fn a_snapshot_beyond_the_streams_head_is_never_trusted() {
     assert_eq!(search.snapshot().unwrap().offset(), 3);
     assert_eq!(search.skipped()[0].reason, SkipReason::BeyondHead { offset: 9, head: Some(5) });
 
-    // Once the stream really reaches offset 9, the same file is trusted.
+    // Once the stream reaches offset 9 with its own events, the file (taken at another event) is still never
+    // trusted: only the event it was taken at, at its offset, vouches for it.
     append(&b, "s", 4);
-    assert_eq!(b.latest_snapshot("s").unwrap().unwrap().state(), b"nine");
+    let search = b.find_latest_snapshot("s").unwrap();
+    assert_eq!(search.snapshot().unwrap().state(), b"three");
+    assert!(
+        matches!(search.skipped()[0].reason, SkipReason::EventReplaced { offset: 9, .. }),
+        "{:?}",
+        search.skipped()
+    );
 
     // Writing beyond the head is refused outright.
     let refused = b.write_snapshot("s", 10, b"ten");
@@ -194,14 +202,14 @@ fn a_file_of_another_stream_or_format_or_offset_is_skipped() {
 
     // A newer format version (with a valid CRC, so that only the version can be the reason).
     let mut bytes = std::fs::read(&a_file).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc_at = bytes.len() - 4;
     let crc = crc32fast::hash(&bytes[..crc_at]);
     bytes[crc_at..].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&a_file, &bytes).unwrap();
     let search = store.find_latest_snapshot("a").unwrap();
     assert!(search.snapshot().is_none());
-    assert_eq!(search.skipped()[0].reason, SkipReason::UnsupportedFormat { found: 2 });
+    assert_eq!(search.skipped()[0].reason, SkipReason::UnsupportedFormat { found: 3 });
 }
 
 #[test]
