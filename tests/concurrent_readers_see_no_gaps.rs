@@ -15,7 +15,8 @@
 //! - each read's snapshot is at least as new as the version or head seen just before it was created;
 //! - whatever a reader saw at a position is exactly what is there at the end.
 //!
-//! Writers wait half-way until every reader has read a few times, so reads overlap the writes.
+//! Writers wait half-way until every reader has read a few times, so reads overlap the writes. A reader that
+//! detects a bug panics, and the writers then stop waiting for it: a detected bug fails the test, never hangs it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -180,12 +181,27 @@ fn write(store: &Store, writer: usize, gate: &Gate) -> Vec<(u64, Seen)> {
 /// Holds the writers half-way until every reader has read a few times.
 struct Gate {
     reads: Vec<AtomicUsize>,
+    /// Set by a reader that failed (panicked): the writers must not wait for it forever.
+    reader_failed: AtomicBool,
 }
 
 impl Gate {
     fn wait_for_readers(&self) {
         while self.reads.iter().any(|reads| reads.load(Ordering::Acquire) < READS_BEFORE_HALF_WAY) {
+            assert!(!self.reader_failed.load(Ordering::Acquire), "a reader failed; its panic says why");
             std::thread::yield_now();
+        }
+    }
+}
+
+/// Marks the gate failed if the reader holding it panics, so that a bug a reader detects fails the test
+/// instead of leaving the writers waiting for it.
+struct FailOnPanic<'a>(&'a Gate);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.reader_failed.store(true, Ordering::Release);
         }
     }
 }
@@ -410,7 +426,10 @@ fn readers_beside_writers_see_no_gap_reordering_duplicate_torn_event_or_partial_
     let options = Options { segment_size_bytes: 64 << 10, index_interval_events: 4, ..Default::default() };
     let store = Store::open_with(dir.path(), options).unwrap();
     let done = Arc::new(AtomicBool::new(false));
-    let gate = Arc::new(Gate { reads: (0..READERS).map(|_| AtomicUsize::new(0)).collect() });
+    let gate = Arc::new(Gate {
+        reads: (0..READERS).map(|_| AtomicUsize::new(0)).collect(),
+        reader_failed: AtomicBool::new(false),
+    });
 
     let kinds = [ReaderKind::Forward; FORWARD_READERS]
         .into_iter()
@@ -420,7 +439,10 @@ fn readers_beside_writers_see_no_gap_reordering_duplicate_torn_event_or_partial_
         .enumerate()
         .map(|(i, kind)| {
             let (store, done, gate) = (store.clone(), done.clone(), gate.clone());
-            std::thread::spawn(move || run_reader(&store, kind, 0xbead ^ i as u64, &done, &gate.reads[i]))
+            std::thread::spawn(move || {
+                let _fail_on_panic = FailOnPanic(&gate);
+                run_reader(&store, kind, 0xbead ^ i as u64, &done, &gate.reads[i])
+            })
         })
         .collect();
     let writers: Vec<_> = (0..WRITERS)

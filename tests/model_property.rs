@@ -5,7 +5,7 @@
 //! reopen with the index checkpoint deleted, and reopen with another index interval. Every result and error
 //! is compared with the model's, and after each case every read from every start is. Segments are 4 KiB and
 //! the index interval is 1, 3 or 32, so segment rolls, sparse-index walks and checkpoint loads all happen.
-//! `PROPTEST_CASES` raises the number of cases (default 24).
+//! `PROPTEST_CASES` changes the number of cases (default 256).
 
 mod support;
 
@@ -107,6 +107,17 @@ fn bytes(seed: u8, salt: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ salt).collect()
 }
 
+/// Whether a stream whose last offset is `actual` (`None`: no stream) meets `expected`, decided here and not by
+/// the engine's own `ExpectedVersion::admits`: an oracle that calls the code under test decides nothing.
+fn model_admits(expected: ExpectedVersion, actual: Option<u64>) -> bool {
+    match (expected, actual) {
+        (ExpectedVersion::Any, _) => true,
+        (ExpectedVersion::NoStream, None) | (ExpectedVersion::StreamExists, Some(_)) => true,
+        (ExpectedVersion::Exact(wanted), Some(last)) => wanted == last,
+        _ => false,
+    }
+}
+
 /// A running test case: the store, the model, and a counter for the ids the test gives.
 struct Case {
     dir: tempfile::TempDir,
@@ -152,7 +163,7 @@ impl Case {
         }
         for (stream, expected, _) in parts {
             let actual = self.model.version(stream);
-            if !expected.admits(actual) {
+            if !model_admits(*expected, actual) {
                 return Err(format!("WrongExpectedVersion {stream} {expected:?} {actual:?}"));
             }
         }
@@ -275,7 +286,7 @@ fn run_case(interval: usize, ops: &[Op]) {
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(24)
+    std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(256)
 }
 
 proptest! {
