@@ -33,21 +33,15 @@
 //! # }
 //! ```
 
-mod aggregate;
-mod checkpoint;
-mod codec;
+// The storage engine, by layer: the log (frames, segments, the writer, recovery), the index over it, and
+// the readers; then the typed event-sourcing layer and the snapshots beside the log.
 mod error;
-mod frame;
+mod es;
 mod index;
-mod io;
 mod log;
-mod reader;
-mod recovery;
-mod segment;
+mod read;
 mod snapshot;
 mod store;
-mod verify;
-mod writer;
 
 use std::fmt;
 use std::time::Duration;
@@ -56,29 +50,29 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 pub use crate::error::{Error, Result};
-pub use crate::io::{FaultInjector, IoCall, IoOp};
-pub use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
+pub use crate::log::io::{FaultInjector, IoCall, IoOp};
+pub use crate::log::verify::VerifyReport;
+pub use crate::read::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
 pub use crate::store::Store;
-pub use crate::verify::VerifyReport;
 
-pub use crate::aggregate::{
+#[cfg(feature = "json")]
+pub use crate::es::codec::JsonCodec;
+pub use crate::es::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
+pub use crate::es::{
     split_event_type, Aggregate, Event, EventCodec, EventError, Loaded, Repository, RepositoryError, Saved,
     SnapshotPolicy, Upcasters,
 };
-#[cfg(feature = "json")]
-pub use crate::codec::JsonCodec;
-pub use crate::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
 pub use crate::snapshot::{
     SkipReason, SkippedSnapshot, Snapshot, SnapshotOptions, SnapshotSearch, SNAPSHOTS_KEPT_DEFAULT,
     SNAPSHOT_FORMAT_VERSION,
 };
 
 /// Longest stream name, in bytes of UTF-8.
-pub const STREAM_NAME_BYTES_MAX: usize = frame::STREAM_NAME_BYTES_MAX;
+pub const STREAM_NAME_BYTES_MAX: usize = log::frame::STREAM_NAME_BYTES_MAX;
 /// Longest event type, in bytes of UTF-8.
-pub const EVENT_TYPE_BYTES_MAX: usize = frame::EVENT_TYPE_BYTES_MAX;
+pub const EVENT_TYPE_BYTES_MAX: usize = log::frame::EVENT_TYPE_BYTES_MAX;
 /// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = segment::FORMAT_VERSION;
+pub const FORMAT_VERSION: u32 = log::segment::FORMAT_VERSION;
 
 /// An event to append: its type, payload, optional metadata and optional id.
 ///
@@ -262,14 +256,14 @@ impl Default for Options {
     }
 }
 
-pub use crate::recovery::RecoveryReport;
+pub use crate::log::recovery::RecoveryReport;
 
 /// Entry points for the fuzz targets in `fuzz/`: the decoders over arbitrary bytes. Not a stable API.
 #[doc(hidden)]
 pub mod __fuzz {
     /// Decodes one frame; must never panic. Returns the frame length on success.
     pub fn decode_frame(bytes: &[u8]) -> Option<usize> {
-        crate::frame::decode(bytes).ok().map(|frame| frame.len)
+        crate::log::frame::decode(bytes).ok().map(|frame| frame.len)
     }
 
     /// Encodes a frame from parts and decodes it again, asserting the round trip.
@@ -278,10 +272,10 @@ pub mod __fuzz {
         if !ok(stream, crate::STREAM_NAME_BYTES_MAX) || !ok(event_type, crate::EVENT_TYPE_BYTES_MAX) {
             return;
         }
-        let header = crate::frame::Header {
+        let header = crate::log::frame::Header {
             position,
             offset,
-            prev: crate::frame::NO_PREV,
+            prev: crate::log::frame::NO_PREV,
             synced_before: position,
             timestamp_nanos: 1,
             event_id: uuid::Uuid::nil(),
@@ -289,8 +283,8 @@ pub mod __fuzz {
             codec: 0,
         };
         let mut out = Vec::new();
-        crate::frame::encode(&mut out, &header, stream, event_type, metadata, data);
-        let frame = crate::frame::decode(&out).expect("an encoded frame decodes");
+        crate::log::frame::encode(&mut out, &header, stream, event_type, metadata, data);
+        let frame = crate::log::frame::decode(&out).expect("an encoded frame decodes");
         assert_eq!(frame.header, header);
         assert_eq!(&out[frame.data], data);
         assert_eq!(&out[frame.metadata], metadata);
@@ -298,12 +292,12 @@ pub mod __fuzz {
 
     /// Decodes an index checkpoint file's bytes; must never panic.
     pub fn decode_checkpoint(bytes: &[u8]) -> bool {
-        crate::checkpoint::decode(bytes).is_ok_and(|(_, mut streams)| streams.all(|stream| stream.is_ok()))
+        crate::log::checkpoint::decode(bytes).is_ok_and(|(_, mut streams)| streams.all(|stream| stream.is_ok()))
     }
 
     /// The file name of the segment starting at `base_position` (for tests that craft directories).
     pub fn segment_file_name(base_position: u64) -> String {
-        crate::segment::file_name(base_position)
+        crate::log::segment::file_name(base_position)
     }
 }
 

@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use crate::error::{Error, IoContext, Result};
-use crate::io::Io;
+use crate::log::io::Io;
 
 /// The snapshot file format this build writes and reads (it recognises version 1 files and skips them).
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;

@@ -11,12 +11,12 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::error::{Error, IoContext, Result};
-use crate::frame::{self, HEADER_LEN};
-use crate::io::Io;
-use crate::reader::{ReadAll, ReadStream, ReadStreamBackwards, StreamSource};
-use crate::recovery::{self, RecoveryReport};
-use crate::segment::SEGMENT_HEADER_LEN;
-use crate::writer::{clone_error, Completion, Part, Queue, Responder, Shared, Txn, Writer};
+use crate::log::frame::{self, HEADER_LEN};
+use crate::log::io::Io;
+use crate::log::recovery::{self, RecoveryReport};
+use crate::log::segment::SEGMENT_HEADER_LEN;
+use crate::log::writer::{clone_error, Completion, Part, Queue, Responder, Shared, Txn, Writer};
+use crate::read::{ReadAll, ReadStream, ReadStreamBackwards, StreamSource};
 use crate::{
     AppendResult, EventData, ExpectedVersion, Options, StreamAppend, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX,
 };
@@ -362,7 +362,7 @@ impl Store {
     /// assert_eq!(report.records, 1);
     /// ```
     pub fn verify(&self) -> Result<crate::VerifyReport> {
-        crate::verify::verify(&self.inner.shared)
+        crate::log::verify::verify(&self.inner.shared)
     }
 
     /// Closes the store: waits for queued appends, syncs, writes the index checkpoint, stops the writer
@@ -422,13 +422,13 @@ impl Drop for RefuseOnExit {
 fn validate_options(options: &Options) -> Result<()> {
     let invalid = |reason: String| Err(Error::InvalidOptions { reason });
     let size = options.segment_size_bytes;
-    if !(crate::segment::SEGMENT_SIZE_BYTES_MIN..=crate::segment::SEGMENT_SIZE_BYTES_MAX).contains(&size)
+    if !(crate::log::segment::SEGMENT_SIZE_BYTES_MIN..=crate::log::segment::SEGMENT_SIZE_BYTES_MAX).contains(&size)
         || !size.is_multiple_of(frame::FRAME_ALIGN as u64)
     {
         return invalid(format!(
             "segment_size_bytes must be a multiple of 8 from {} to {}, not {size}",
-            crate::segment::SEGMENT_SIZE_BYTES_MIN,
-            crate::segment::SEGMENT_SIZE_BYTES_MAX
+            crate::log::segment::SEGMENT_SIZE_BYTES_MIN,
+            crate::log::segment::SEGMENT_SIZE_BYTES_MAX
         ));
     }
     if options.event_size_bytes_max < (HEADER_LEN + 2) as u64 {

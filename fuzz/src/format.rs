@@ -1,5 +1,5 @@
-//! The on-disk layouts, written independently of the engine (see the module docs of `engine/frame.rs`,
-//! `engine/segment.rs`, `engine/checkpoint.rs`).
+//! The on-disk layouts, written independently of the engine (see the module docs of `engine/log/frame.rs`,
+//! `engine/log/segment.rs`, `engine/log/checkpoint.rs`).
 
 /// Bytes of a frame header.
 pub const FRAME_HEADER_LEN: usize = 88;

@@ -17,13 +17,13 @@ use std::time::{Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::frame::{self, Header, NO_PREV};
 use crate::index::Index;
-use crate::io::Io;
+use crate::log::checkpoint;
+use crate::log::frame::{self, Header, NO_PREV};
+use crate::log::io::Io;
+use crate::log::segment::{locator, Segment, Spare, SEGMENT_HEADER_LEN};
 use crate::log::Log;
-use crate::segment::{locator, Segment, Spare, SEGMENT_HEADER_LEN};
 use crate::{AppendResult, Durability, EventData, ExpectedVersion, Options};
 
 /// One validated stream part of a transaction. Every event has its id assigned.
@@ -512,12 +512,11 @@ impl Writer {
             // No spare (its preparation failed or could not start): prepare one here, which also reports why
             // it fails. Nothing is in the directory under a segment's name yet, so a failure (ENOSPC) is a clean
             // error: the store goes on.
-            _ => Spare::prepare(io, dir, &format!("{}.tmp", crate::segment::file_name(base)), size, false).map_err(
-                |err| match err {
+            _ => Spare::prepare(io, dir, &format!("{}.tmp", crate::log::segment::file_name(base)), size, false)
+                .map_err(|err| match err {
                     Error::Io { source, .. } => RollError::Create(source),
                     other => RollError::Create(io::Error::other(other.to_string())),
-                },
-            )?,
+                })?,
         };
         // Installing renames the file to its segment name: a failure from there on (a sync, the rename, the
         // directory sync, the mapping) leaves the directory in doubt, and the store must be reopened.

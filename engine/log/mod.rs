@@ -1,4 +1,15 @@
-//! The log: the ordered set of segments, and finding a record by locator or by global position.
+//! The log: the ordered set of segments, and finding a record by locator or by global position. Its parts, each
+//! in its own file: one record's bytes (`frame`), one segment file (`segment`), the group-commit writer
+//! (`writer`), opening and recovering the log (`recovery`), the index checkpoint (`checkpoint`), `verify`, and
+//! the I/O layer every write goes through (`io`).
+
+pub(crate) mod checkpoint;
+pub(crate) mod frame;
+pub(crate) mod io;
+pub(crate) mod recovery;
+pub(crate) mod segment;
+pub(crate) mod verify;
+pub(crate) mod writer;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -7,10 +18,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
-use crate::frame::{self, DecodeError, Frame};
 use crate::index::Names;
-use crate::io::Io;
-use crate::segment::{split_locator, Segment, SEGMENT_HEADER_LEN};
+use crate::log::frame::{DecodeError, Frame};
+use crate::log::io::Io;
+use crate::log::segment::{split_locator, Segment, SEGMENT_HEADER_LEN};
 
 /// The segments of one store, ordered by ordinal (consecutive). `Send + Sync`: the writer thread appends
 /// segments while readers look them up.

@@ -15,10 +15,10 @@ use parking_lot::RwLock;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::frame::{self, Frame, NO_PREV};
 use crate::index::Index;
+use crate::log::frame::{self, Frame, NO_PREV};
+use crate::log::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::log::{decode_at, Log};
-use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 
 /// One event as stored, with the offset and position it was given at commit.
 ///
@@ -271,7 +271,7 @@ impl StreamSource {
 
     /// The segment a locator points into, and the byte offset within it.
     fn segment(&mut self, locator: u64) -> Result<(Arc<Segment>, usize)> {
-        let (ordinal, at) = crate::segment::split_locator(locator);
+        let (ordinal, at) = crate::log::segment::split_locator(locator);
         match &self.cached {
             Some(segment) if segment.ordinal() == ordinal => Ok((segment.clone(), at as usize)),
             _ => {

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use memmap2::Mmap;
 
 use crate::error::{Error, IoContext, Result};
-use crate::frame::{self, DecodeError, Frame};
-use crate::io::Io;
+use crate::log::frame::{self, DecodeError, Frame};
+use crate::log::io::Io;
 
 /// The on-disk format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;

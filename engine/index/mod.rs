@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use foldhash::fast::RandomState;
 
-use crate::frame::NO_PREV;
+use crate::log::frame::NO_PREV;
 
 /// Reads stream names out of the log for the index, which holds only locators.
 pub trait Names {

@@ -16,6 +16,8 @@
 //! A snapshot's state is the codec id (one byte) followed by the aggregate's state in that codec, written with
 //! the aggregate's [`SNAPSHOT_VERSION`](Aggregate::SNAPSHOT_VERSION) as the snapshot's schema version.
 
+pub(crate) mod codec;
+
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
+use crate::es::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
 use crate::snapshot::{SkipReason, SkippedSnapshot, SnapshotOptions, SNAPSHOTS_KEPT_DEFAULT};
 use crate::{AppendResult, EventData, ExpectedVersion, RecordedEvent, Store, StreamAppend};
 

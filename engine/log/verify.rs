@@ -5,11 +5,11 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::frame::DecodeError;
 use crate::index::Index;
+use crate::log::frame::DecodeError;
+use crate::log::segment::{locator, PreadWindow, SEGMENT_HEADER_LEN};
+use crate::log::writer::Shared;
 use crate::log::PreadNames;
-use crate::segment::{locator, PreadWindow, SEGMENT_HEADER_LEN};
-use crate::writer::Shared;
 
 /// What [`Store::verify`](crate::Store::verify) found.
 #[derive(Debug, Default)]

@@ -15,14 +15,14 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::checkpoint::{self, Covered};
 use crate::error::{Error, IoContext, Result};
-use crate::frame::{self, DecodeError, NO_PREV};
 use crate::index::Index;
-use crate::io::Io;
+use crate::log::checkpoint::{self, Covered};
+use crate::log::frame::{self, DecodeError, NO_PREV};
+use crate::log::io::Io;
+use crate::log::segment::{self, locator, split_locator, PreadWindow, Segment, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
+use crate::log::writer::WriterState;
 use crate::log::{Log, PreadNames};
-use crate::segment::{self, locator, split_locator, PreadWindow, Segment, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
-use crate::writer::WriterState;
 use crate::Options;
 
 /// What recovery found or did, for callers who want to know.
@@ -90,7 +90,7 @@ fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segme
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name == crate::writer::SPARE_NAME {
+        if name == crate::log::writer::SPARE_NAME {
             // A spare segment file that a crashed writer had prepared: never part of the log. It is left for
             // the next background preparation, which truncates and reuses the name: unlinking 64 MiB here took
             // about 3 ms of every open after a crash (measured).

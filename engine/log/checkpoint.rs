@@ -23,8 +23,8 @@ use std::path::Path;
 
 use crate::error::{IoContext, Result};
 use crate::index::{Index, Names, Sparse, StreamState};
-use crate::io::Io;
-use crate::segment::FORMAT_VERSION;
+use crate::log::io::Io;
+use crate::log::segment::FORMAT_VERSION;
 
 /// File name of the checkpoint inside the store directory.
 pub const FILE_NAME: &str = "index.ckpt";
