@@ -1,9 +1,12 @@
 //! After a clean close, reopening shows exactly the same store: every event with every field (ids and
 //! timestamps included), every stream version, the head position, the stream count, and every read path
-//! compared with a model. It holds whatever state the index checkpoint is in: present and current (used, with
-//! nothing replayed), deleted (rebuilt from the log), replaced by garbage, truncated, bit-flipped or taken with
-//! another index interval (rejected, then rebuilt), or replaced by a stale copy from earlier in the store's life
-//! (used and the rest replayed, or rejected). Each reopened store keeps appending at the right offsets and
+//! compared with a model. It holds whatever state the index checkpoint is in, and the recovery report shows
+//! the outcome `format-spec.md` §6.3 prescribes for each: present and current (used, nothing replayed); deleted
+//! (rebuilt from the log, not counted as rejected); replaced by garbage, truncated or bit-flipped (rejected by
+//! its length or CRC check, then rebuilt); taken with another index interval (rejected for the interval);
+//! copied from another store (rejected: its end lies in a segment this store does not have); or replaced by a
+//! stale copy from earlier in the store's life: empty, at a clean close, at a segment roll (used, and exactly
+//! the records after the ones it covers replayed). Each reopened store keeps appending at the right offsets and
 //! positions and reopens stably.
 
 mod support;
@@ -32,13 +35,13 @@ fn append_some(store: &Store, model: &mut Model, rng: &mut Rng, count: usize) {
     }
 }
 
-/// Stale checkpoints saved along the way, with how many events each covers (when known).
+/// Stale checkpoints saved along the way, with how many events each covers.
 struct History {
     /// The directory after the final clean close.
     dir: tempfile::TempDir,
     model: Model,
     state: State,
-    stale: Vec<(&'static str, Vec<u8>, Option<u64>)>,
+    stale: Vec<(&'static str, Vec<u8>, u64)>,
 }
 
 fn read_checkpoint(dir: &Path) -> Vec<u8> {
@@ -53,25 +56,28 @@ fn history() -> History {
     let mut stale = Vec::new();
 
     Store::open_with(dir.path(), options()).unwrap().close().unwrap();
-    stale.push(("empty store", read_checkpoint(dir.path()), Some(0)));
+    stale.push(("empty store", read_checkpoint(dir.path()), 0));
 
     let store = Store::open_with(dir.path(), options()).unwrap();
     append_some(&store, &mut model, &mut rng, 20);
     store.close().unwrap();
-    stale.push(("first session", read_checkpoint(dir.path()), Some(model.all.len() as u64)));
+    stale.push(("first session", read_checkpoint(dir.path()), model.all.len() as u64));
 
     let store = Store::open_with(dir.path(), options()).unwrap();
     let segments = segment_paths(dir.path()).len();
     while segment_paths(dir.path()).len() == segments {
         append_some(&store, &mut model, &mut rng, 1);
     }
+    // Appends from one thread are one group each: the checkpoint taken after the group that rolled covers
+    // every event appended so far.
+    let covered_at_roll = model.all.len() as u64;
     // The writer thread writes a checkpoint right after the group that rolled, before it takes the next group:
     // once one more append has returned, the checkpoint on disk is the one taken at the roll.
     append_some(&store, &mut model, &mut rng, 1);
-    stale.push(("taken at a segment roll", read_checkpoint(dir.path()), None));
+    stale.push(("taken at a segment roll", read_checkpoint(dir.path()), covered_at_roll));
     append_some(&store, &mut model, &mut rng, 40);
     drop(store);
-    stale.push(("second session", read_checkpoint(dir.path()), Some(model.all.len() as u64)));
+    stale.push(("second session", read_checkpoint(dir.path()), model.all.len() as u64));
 
     let store = Store::open_with(dir.path(), options()).unwrap();
     append_some(&store, &mut model, &mut rng, 40);
@@ -79,6 +85,14 @@ fn history() -> History {
     store.close().unwrap();
     assert!(segment_paths(dir.path()).len() > 8, "the history is meant to span many segments");
     History { dir, model, state, stale }
+}
+
+/// Fails the test unless the open rejected its checkpoint for a reason containing `why` and replayed the whole log.
+fn assert_rejected(report: &annals::RecoveryReport, history: &History, why: &str, context: &str) {
+    assert!(!report.checkpoint_used, "{context}: the checkpoint was used: {report:?}");
+    let reason = report.checkpoint_rejected.as_deref().unwrap_or_else(|| panic!("{context}: no reason: {report:?}"));
+    assert!(reason.contains(why), "{context}: rejected because {reason:?}, expected {why:?}");
+    assert_eq!(report.records_replayed, history.model.all.len() as u64, "{context}: a rejection replays the whole log");
 }
 
 /// Opens a copy of the final store with `checkpoint` (None: no checkpoint file) and checks it is identical.
@@ -158,9 +172,14 @@ fn a_damaged_checkpoint_is_rejected_and_the_index_rebuilt() {
     }
     for (what, bytes) in damaged {
         let report = reopen_with(&history, Some(&bytes), options(), &what);
-        assert!(!report.checkpoint_used, "{what}: a damaged checkpoint was used");
-        assert!(report.checkpoint_rejected.is_some(), "{what}: {report:?}");
-        assert_eq!(report.records_replayed, history.model.all.len() as u64, "{what}");
+        // The first two checks of format-spec §6.3 decide: at least 60 bytes, then the CRC over all but the
+        // last 4. Every damage here fails one of them (its CRC is checked below, independently of the engine).
+        let why = if bytes.len() < 60 { "shorter than its fixed part" } else { "CRC mismatch" };
+        if bytes.len() >= 60 {
+            let (body, crc) = bytes.split_at(bytes.len() - 4);
+            assert_ne!(crc32fast::hash(body).to_le_bytes(), crc, "{what}: the damage must break the CRC");
+        }
+        assert_rejected(&report, &history, why, &what);
     }
 }
 
@@ -169,27 +188,25 @@ fn a_checkpoint_taken_with_another_index_interval_is_rejected() {
     let history = history();
     let current = read_checkpoint(history.dir.path());
     for interval in [1, 3, 32] {
-        let report =
-            reopen_with(&history, Some(&current), small_options(4096, interval), &format!("interval {interval}"));
-        assert!(!report.checkpoint_used, "interval {interval}: {report:?}");
-        assert!(report.checkpoint_rejected.is_some());
+        let context = format!("interval {interval}");
+        let report = reopen_with(&history, Some(&current), small_options(4096, interval), &context);
+        assert_rejected(&report, &history, "index interval", &context);
     }
 }
 
 #[test]
-fn a_stale_checkpoint_is_used_and_the_rest_replayed_or_rejected() {
+fn a_stale_checkpoint_is_used_and_the_rest_replayed() {
+    // A stale checkpoint (covering less than the log holds) passes every check of format-spec §6.3: its last
+    // record is intact and where it says. It is the normal case after a crash between two checkpoints.
     let history = history();
     let total = history.model.all.len() as u64;
+    assert_eq!(history.stale.len(), 4);
     for (what, bytes, covered) in &history.stale {
         let report = reopen_with(&history, Some(bytes), options(), what);
-        if report.checkpoint_used {
-            assert!(report.records_replayed > 0, "{what}: a stale checkpoint leaves records to replay");
-            if let Some(covered) = covered {
-                assert_eq!(report.records_replayed, total - covered, "{what}: {report:?}");
-            }
-        } else {
-            assert_eq!(report.records_replayed, total, "{what}: {report:?}");
-        }
+        assert!(report.checkpoint_used, "{what}: a stale but valid checkpoint was not used: {report:?}");
+        assert_eq!(report.checkpoint_rejected, None, "{what}");
+        assert!(*covered < total, "{what}: the checkpoint is stale");
+        assert_eq!(report.records_replayed, total - covered, "{what}: replay starts after what it covers");
     }
 }
 
@@ -202,8 +219,11 @@ fn a_checkpoint_copied_from_another_store_does_not_change_what_is_read() {
     let mut rng = Rng::new(0x07e5);
     append_some(&store, &mut Model::default(), &mut rng, 120);
     store.close().unwrap();
+    assert!(segment_paths(other.path()).len() > segment_paths(history.dir.path()).len());
     let foreign = read_checkpoint(other.path());
-    reopen_with(&history, Some(&foreign), options(), "checkpoint of another store");
+    let report = reopen_with(&history, Some(&foreign), options(), "checkpoint of another store");
+    // §6.3 check 7: the other store is longer, so the checkpoint's end lies in a segment this one lacks.
+    assert_rejected(&report, &history, "its end lies in a missing segment", "checkpoint of another store");
 }
 
 #[test]
@@ -214,6 +234,6 @@ fn a_damaged_checkpoint_in_place_never_reaches_the_reader() {
     copy_dir(history.dir.path(), dir.path());
     flip_byte(&dir.path().join(CHECKPOINT), 30, 0xFF);
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert!(store.recovery_report().checkpoint_rejected.is_some());
+    assert_eq!(store.recovery_report().checkpoint_rejected.as_deref(), Some("CRC mismatch"));
     assert_eq!(state(&store, &["stream-never"]), history.state);
 }
