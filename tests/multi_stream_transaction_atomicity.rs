@@ -1,7 +1,9 @@
 //! `append_multi` is one atomic transaction over several streams. Through the API: results come in the order
 //! of the parts at consecutive positions; one conflicting part (whichever it is) fails the whole transaction
 //! with nothing written; a stream named twice is `DuplicateStream`, no parts or a part without events is
-//! `EmptyAppend`, and both write nothing; concurrent readers of the whole log never see part of a transaction.
+//! `EmptyAppend`, and both write nothing; a concurrent reader of the whole log sees only whole transactions,
+//! each exactly as appended (its events' streams, offsets, order and payloads, checked against the payloads
+//! the test computes for each position).
 //! Across a crash: when any of the transaction's later frames is cut off, zeroed or garbled in the last
 //! segment (store dropped, index checkpoint deleted), reopening shows none of the transaction, exactly the
 //! state before it, and the store accepts appends at the right offsets and positions and reopens stably.
@@ -109,10 +111,25 @@ fn duplicate_streams_and_empty_transactions_are_refused_and_write_nothing() {
     assert_eq!((results[0].first_offset, results[0].first_position), (0, 3));
 }
 
+/// Sets the flag when dropped: a writer that panics still stops the reader it is waiting for.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 #[test]
 fn readers_never_see_part_of_a_transaction() {
+    const ROUNDS: usize = 100;
     const PARTS: usize = 3;
     const PER_PART: usize = 2;
+    const TXN_EVENTS: usize = PARTS * PER_PART;
+    // Round `round` appends one transaction: `PER_PART` events to each of the streams s0, s1, s2, in that order,
+    // each payload naming its round, part and index. The log a reader may see is therefore known without asking
+    // the store: the event at position `round * TXN_EVENTS + part * PER_PART + i`.
+    let payload = |round: usize, part: usize, i: usize| format!("r{round}-p{part}-{i}-{}", "x".repeat(60)).into_bytes();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), small_options(8192, 4)).unwrap();
     let done = AtomicBool::new(false);
@@ -120,23 +137,43 @@ fn readers_never_see_part_of_a_transaction() {
         let reader = {
             let (store, done) = (store.clone(), &done);
             scope.spawn(move || {
-                let mut observed = 0;
+                let (mut observed, mut seen) = (0, 0);
                 while !done.load(Ordering::Acquire) || observed == 0 {
                     let all = read_all(&store, 0);
-                    assert_eq!(all.len() % (PARTS * PER_PART), 0, "a reader saw {} events", all.len());
+                    assert_eq!(all.len() % TXN_EVENTS, 0, "a reader saw {} events: part of a transaction", all.len());
+                    assert!(all.len() >= seen, "a reader saw {} events after {seen}", all.len());
+                    for (position, event) in all.iter().enumerate() {
+                        let (round, index) = (position / TXN_EVENTS, position % TXN_EVENTS);
+                        let (part, i) = (index / PER_PART, index % PER_PART);
+                        let expected = (format!("s{part}"), (round * PER_PART + i) as u64, payload(round, part, i));
+                        let found = (event.stream.clone(), event.offset, event.data.clone());
+                        assert_eq!(event.position, position as u64, "position {position}");
+                        assert!(
+                            found == expected,
+                            "position {position}: expected event {i} of part {part} of round {round} {:?}, read {:?}",
+                            (&expected.0, expected.1, String::from_utf8_lossy(&expected.2)),
+                            (&found.0, found.1, String::from_utf8_lossy(&found.2)),
+                        );
+                    }
+                    seen = all.len();
                     observed += 1;
                 }
             })
         };
-        for round in 0..100 {
+        let _stop_reader = SetOnDrop(&done);
+        for round in 0..ROUNDS {
             let parts: Vec<StreamAppend> = (0..PARTS)
-                .map(|p| part(&format!("s{p}"), ExpectedVersion::Any, events(&format!("r{round}"), PER_PART)))
+                .map(|p| {
+                    let events = (0..PER_PART).map(|i| EventData::new("Moved", payload(round, p, i))).collect();
+                    part(&format!("s{p}"), ExpectedVersion::Any, events)
+                })
                 .collect();
             store.append_multi(&parts).unwrap();
         }
         done.store(true, Ordering::Release);
         reader.join().unwrap();
     });
+    assert_eq!(read_all(&store, 0).len(), ROUNDS * TXN_EVENTS);
 }
 
 /// How the transaction's bytes are damaged.
