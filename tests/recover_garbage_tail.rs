@@ -1,21 +1,30 @@
 //! Garbage after the last record is cut on reopen and nothing before it is lost: with random bytes of many
 //! lengths written right after the last record, or further on with zeros between, and the index checkpoint
 //! current or deleted, reopening (also twice) shows exactly the records there were, the store appends at the
-//! right offset and position, no garbage byte is left after the new record, and reopening is stable. In particular, intact frames left further on in the segment by an unsynced write (whose first
-//! pages were lost in the crash) must never line up with later appends and come back as committed events.
+//! right offset and position, no garbage byte is left after the new record, and reopening is stable. In
+//! particular, intact frames left further on in the segment by an unsynced write (whose first pages were lost in
+//! the crash) must never line up with later appends and come back as committed events.
+//!
+//! Garbage inside an unfinished transaction removes the whole transaction: the last transaction of a crash image
+//! (three events of one stream in one `append`, or an `append_multi` over two streams and a new one) is garbled
+//! over one of its frames (the others intact, the commit mark included), over a random span, from inside it to
+//! past its end, in one byte of a frame, or by a frame-like length followed by noise. Each time none of its
+//! events is shown, the new stream does not exist, and the same streams take new appends at the offsets and
+//! positions the garbled events had.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
-use annals::{Durability, EventData, ExpectedVersion, Options, Store};
+use annals::{Durability, EventData, ExpectedVersion, Options, Store, StreamAppend};
 use support::{
     copy_dir, overwrite, raw_frames, read_all, remove_checkpoint, segment_paths, small_options, state, RawFrame, Rng,
     State,
 };
 
 const SEGMENT_SIZE: usize = 64 << 10;
-const NAMES: [&str; 3] = ["a", "b", "c"];
+/// "d" is created only by the garbled `append_multi`.
+const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
 fn options() -> Options {
     small_options(SEGMENT_SIZE as u64, 4)
@@ -45,9 +54,10 @@ fn pristine() -> Pristine {
     Pristine { dir, state, segment, end }
 }
 
-/// Opens `dir` and checks that it holds exactly `expected`, that appends continue at the right place, that
-/// the garbage is gone once the next record is written after `end`, and that reopening is stable.
-fn check_recovered(dir: &Path, segment: &Path, end: usize, expected: &State, context: &str) {
+/// Opens `dir` and checks that it holds exactly `expected`, that appends (one event to each of `retry`, in one
+/// transaction) continue at the right place, that the garbage is gone once the next records are written after
+/// `end`, and that reopening is stable.
+fn check_recovered(dir: &Path, segment: &Path, end: usize, expected: &State, retry: &[&str], context: &str) {
     let store = Store::open_with(dir, options()).unwrap_or_else(|err| panic!("{context}: open: {err}"));
     assert_eq!(&state(&store, &NAMES), expected, "{context}: records were lost or invented");
     let verified = store.verify().unwrap();
@@ -58,13 +68,25 @@ fn check_recovered(dir: &Path, segment: &Path, end: usize, expected: &State, con
     assert_eq!(&state(&store, &NAMES), expected, "{context}: second open");
 
     let head = expected.head_position.unwrap();
-    let version = expected.streams["a"].0.unwrap();
-    let result = store.append("a", ExpectedVersion::Exact(version), &[EventData::new("After", &b"after"[..])]).unwrap();
-    assert_eq!((result.first_offset, result.first_position), (version + 1, head + 1), "{context}");
+    let parts: Vec<StreamAppend> = retry
+        .iter()
+        .map(|&stream| StreamAppend {
+            stream: stream.to_owned(),
+            expected: expected.streams[stream].0.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+            events: vec![EventData::new("After", &b"after"[..])],
+        })
+        .collect();
+    let results = store.append_multi(&parts).unwrap_or_else(|err| panic!("{context}: append after recovery: {err}"));
+    let mut new_end = end;
+    for (i, (part, result)) in parts.iter().zip(results).enumerate() {
+        let offset = expected.streams[part.stream.as_str()].0.map_or(0, |version| version + 1);
+        let position = head + 1 + i as u64;
+        assert_eq!((result.first_offset, result.first_position), (offset, position), "{context}: {}", part.stream);
+        new_end += (support::FRAME_HEADER_LEN + part.stream.len() + "After".len() + "after".len()).next_multiple_of(8);
+    }
     let after = state(&store, &NAMES);
     store.close().unwrap();
-    // The garbage is cut: every byte after the new record is zero.
-    let new_end = end + (support::FRAME_HEADER_LEN + "a".len() + "After".len() + "after".len()).next_multiple_of(8);
+    // The garbage is cut: every byte after the new records is zero.
     let bytes = std::fs::read(segment).unwrap();
     let left = bytes[new_end..].iter().position(|&b| b != 0).map(|at| at + new_end);
     assert_eq!(left, None, "{context}: garbage left after the new record, which ends at {new_end}");
@@ -88,7 +110,7 @@ fn check_garbage(pristine: &Pristine, gap: usize, garbage: &[u8], keep_checkpoin
     if !keep_checkpoint {
         remove_checkpoint(dir.path());
     }
-    check_recovered(dir.path(), &segment, pristine.end, &pristine.state, &context);
+    check_recovered(dir.path(), &segment, pristine.end, &pristine.state, &["a"], &context);
 }
 
 #[test]
@@ -184,4 +206,148 @@ fn stale_frames_past_the_first_page_after_the_end_never_come_back() {
         assert_eq!(state(&store, &NAMES), expected, "{context}");
         assert!(read_all(&store, 0).iter().all(|event| !event.data.ends_with(b"unsynced 30")), "{context}");
     }
+}
+
+/// The last transaction of a crash image.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// Three events of "a" in one `append`.
+    EventsOfOneStream,
+    /// One `append_multi`: two events of "a", one of the new stream "d", two of "b".
+    Streams,
+}
+
+impl Shape {
+    fn parts(self) -> &'static [(&'static str, usize)] {
+        match self {
+            Shape::EventsOfOneStream => &[("a", 3)],
+            Shape::Streams => &[("a", 2), ("d", 1), ("b", 2)],
+        }
+    }
+
+    fn streams(self) -> Vec<&'static str> {
+        self.parts().iter().map(|&(stream, _)| stream).collect()
+    }
+}
+
+/// A crash image whose last transaction is acknowledged but that nothing proves synced: the files copied while
+/// the store was open, after the transaction (no later record, and the checkpoint is the one the pristine
+/// store's clean close wrote, before it).
+struct WithTransaction {
+    image: tempfile::TempDir,
+    shape: Shape,
+    /// The transaction's frames, in order.
+    frames: Vec<RawFrame>,
+}
+
+impl WithTransaction {
+    fn new(pristine: &Pristine, shape: Shape) -> Self {
+        let live = tempfile::tempdir().unwrap();
+        copy_dir(pristine.dir.path(), live.path());
+        let store = Store::open_with(live.path(), options()).unwrap();
+        let mut rng = Rng::new(0x7a1e);
+        let parts: Vec<StreamAppend> = shape
+            .parts()
+            .iter()
+            .map(|&(stream, count)| StreamAppend {
+                stream: stream.to_owned(),
+                expected: ExpectedVersion::Any,
+                // Never empty data: the last byte of each frame is then data, which garbage changes.
+                events: (0..count)
+                    .map(|_| {
+                        let len = rng.range_usize(1, 300);
+                        EventData::new("InTxn", rng.bytes(len))
+                    })
+                    .collect(),
+            })
+            .collect();
+        store.append_multi(&parts).unwrap();
+        let image = tempfile::tempdir().unwrap();
+        copy_dir(live.path(), image.path());
+        drop(store);
+        let frames: Vec<RawFrame> = raw_frames(&image.path().join(pristine.segment.file_name().unwrap()))
+            .into_iter()
+            .filter(|frame| frame.position > pristine.state.head_position.unwrap())
+            .collect();
+        let count: usize = shape.parts().iter().map(|&(_, count)| count).sum();
+        assert_eq!(frames.len(), count, "the transaction's frames follow the pristine records");
+        assert_eq!(frames[0].at, pristine.end, "the transaction starts where the pristine log ended");
+        WithTransaction { image, shape, frames }
+    }
+
+    fn end(&self) -> usize {
+        let last = self.frames.last().unwrap();
+        last.at + last.len
+    }
+
+    /// Copies the image, writes `garbage` at `at` (never leaving a byte as it was), and checks that recovery
+    /// drops the whole transaction.
+    fn check(&self, pristine: &Pristine, at: usize, garbage: &[u8], keep_checkpoint: bool, what: &str) {
+        let context = format!(
+            "{:?}: {what} (bytes {at}..{}), checkpoint kept: {keep_checkpoint}",
+            self.shape,
+            at + garbage.len()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(self.image.path(), dir.path());
+        let segment = dir.path().join(pristine.segment.file_name().unwrap());
+        let old = std::fs::read(&segment).unwrap();
+        let garbage: Vec<u8> =
+            garbage.iter().zip(&old[at..]).map(|(&new, &old)| if new == old { !old } else { new }).collect();
+        overwrite(&segment, at, &garbage);
+        if !keep_checkpoint {
+            remove_checkpoint(dir.path());
+        }
+        check_recovered(dir.path(), &segment, pristine.end, &pristine.state, &self.shape.streams(), &context);
+    }
+}
+
+fn check_garbage_inside_a_transaction(shape: Shape) {
+    let pristine = pristine();
+    let txn = WithTransaction::new(&pristine, shape);
+    let mut rng = Rng::new(0x6a5d);
+    let (start, end) = (pristine.end, txn.end());
+    for keep_checkpoint in [true, false] {
+        for (k, frame) in txn.frames.iter().enumerate() {
+            // One whole frame garbled, the frames before and after it intact (the commit mark too, unless it is
+            // the one garbled): the write of the group's middle pages was lost, and garbage landed there.
+            let what = format!("frame {k} of {} garbled", txn.frames.len());
+            txn.check(&pristine, frame.at, &rng.bytes(frame.len), keep_checkpoint, &what);
+            // One byte of the frame changed: in its header (length, CRC, position, txn_after) or its body.
+            for byte in [0, 5, 9, 64, frame.len - 1] {
+                let what = format!("byte {byte} of frame {k} changed");
+                txn.check(&pristine, frame.at + byte, &rng.bytes(1), keep_checkpoint, &what);
+            }
+            // A length that fits, then noise.
+            let mut fake = (frame.len as u32).to_le_bytes().to_vec();
+            fake.extend(rng.bytes(frame.len - 4));
+            txn.check(
+                &pristine,
+                frame.at,
+                &fake,
+                keep_checkpoint,
+                &format!("frame {k} replaced by a frame-like length and noise"),
+            );
+        }
+        for _ in 0..6 {
+            let from = rng.range_usize(start, end - 1);
+            let to = rng.range_usize(from + 1, end + 1);
+            txn.check(&pristine, from, &rng.bytes(to - from), keep_checkpoint, "a random span garbled");
+        }
+        for past in [1, 8, 1000] {
+            let from = rng.range_usize(start, end);
+            let what = format!("garbled from inside to {past} bytes past the end");
+            txn.check(&pristine, from, &rng.bytes(end + past - from), keep_checkpoint, &what);
+        }
+    }
+}
+
+#[test]
+fn garbage_inside_an_unfinished_append_of_several_events_removes_all_of_it() {
+    check_garbage_inside_a_transaction(Shape::EventsOfOneStream);
+}
+
+#[test]
+fn garbage_inside_an_unfinished_append_multi_removes_all_of_it() {
+    check_garbage_inside_a_transaction(Shape::Streams);
 }
