@@ -197,6 +197,19 @@ pub fn peek_position_prev(buf: &[u8]) -> Option<(u64, u64, u64)> {
     Some((u64_at(buf, POSITION_OFFSET), u64_at(buf, STREAM_OFFSET_OFFSET), u64_at(buf, PREV_OFFSET)))
 }
 
+/// The frame lengths the header at the start of `buf` claims, unchecked: its `frame_len` field, and the header
+/// plus the body lengths it lists (summed in u64, so no value overflows). The two are equal in an intact frame.
+/// For the proof search of recovery, which must not take the zeros inside a damaged frame for the end of the
+/// log when one of these fields is the damaged one. `None` if `buf` is shorter than a header.
+pub fn claimed_lens(buf: &[u8]) -> Option<[u64; 2]> {
+    let head = buf.get(..HEADER_LEN)?;
+    let body = u64::from(u16_at(head, STREAM_LEN_OFFSET))
+        + u64::from(u16_at(head, TYPE_LEN_OFFSET))
+        + u64::from(u32_at(head, METADATA_LEN_OFFSET))
+        + u64::from(u32_at(head, DATA_LEN_OFFSET));
+    Some([u64::from(u32_at(head, FRAME_LEN_OFFSET)), HEADER_LEN as u64 + body])
+}
+
 /// UTF-8 validation with a fast path for ASCII, which nearly every stream name and event type is: measured,
 /// `from_utf8` alone was a fifth of the instructions of reading an event.
 fn is_utf8(bytes: &[u8]) -> bool {
@@ -306,6 +319,19 @@ mod tests {
         let mut out = Vec::new();
         encode(&mut out, &sample_header(), "account-42", "MoneyDeposited", b"{\"corr\":1}", b"payload!!");
         out
+    }
+
+    #[test]
+    fn a_damaged_length_still_leaves_the_claim_of_the_body_lengths() {
+        let mut frame = sample();
+        let len = u64::from(u32_at(&frame, FRAME_LEN_OFFSET));
+        assert_eq!(aligned(len as usize), frame.len(), "the sample is one padded frame");
+        assert_eq!(claimed_lens(&frame), Some([len, len]));
+        frame[2] ^= 0x01;
+        assert_eq!(claimed_lens(&frame), Some([len ^ 0x1_0000, len]));
+        frame[..4].fill(0);
+        assert_eq!(claimed_lens(&frame), Some([0, len]));
+        assert_eq!(claimed_lens(&frame[..HEADER_LEN - 1]), None);
     }
 
     #[test]

@@ -535,9 +535,9 @@ const ZERO_RUN_BYTES_MAX: usize = 64 << 10;
 ///
 /// The look ends at the first 64 KiB of zeros that lie outside every intact frame (the unwritten end of the
 /// log: a clean open looks at 64 KiB and stops). Intact frames are stepped over whole, so zeros inside their
-/// payloads never end it; neither do zeros inside the extent that the damaged frame at `bad_at` claims. A
-/// zeroed span of synced data longer than 64 KiB still hides what follows it; `Store::verify` and reads find
-/// damage before the recovered end.
+/// payloads never end it; neither do zeros inside the extent that the damaged frame at `bad_at` claims (by
+/// its length or by its body lengths). A zeroed span of synced data longer than 64 KiB still hides what
+/// follows it; `Store::verify` and reads find damage before the recovered end.
 fn look_past(
     window: &mut PreadWindow<'_>,
     cut: usize,
@@ -550,14 +550,17 @@ fn look_past(
     let reach =
         options.batch_bytes_max.saturating_mul(4).saturating_add(options.event_size_bytes_max.saturating_mul(2));
     let end = size.min(bad_at.saturating_add(usize::try_from(reach).unwrap_or(usize::MAX)));
-    // Zeros inside what the damaged frame claims as its own are not the end of the log. Its length is not
-    // trusted for anything else: every offset inside is still searched.
-    let claimed_end = window
-        .bytes(bad_at, 4)?
-        .get(..4)
-        .map(|len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize)
-        .filter(|&len| len >= frame::HEADER_LEN && len <= size - bad_at)
-        .map_or(bad_at, |len| bad_at + frame::aligned(len));
+    // Zeros inside what the damaged frame claims as its own are not the end of the log. Its claim is not
+    // trusted for anything else: every offset inside is still searched. The damage may be to the length itself
+    // (one flipped bit, or the frame's first bytes zeroed), and then the header's body lengths still give the
+    // extent: the longer of the two claims that fits the segment is taken. Else the zeros of a long zero
+    // payload behind a damaged length end the search, and the synced records after it are cut silently.
+    let claimed_end = frame::claimed_lens(window.bytes(bad_at, frame::HEADER_LEN)?)
+        .into_iter()
+        .flatten()
+        .filter(|&len| len >= frame::HEADER_LEN as u64 && len <= (size - bad_at) as u64)
+        .max()
+        .map_or(bad_at, |len| bad_at + frame::aligned(len as usize));
     let mut at = bad_at;
     let mut zero_run = 0;
     // Where the bytes past the stop become zeros for good (as far as the look goes): the extent of the cut.
