@@ -7,6 +7,10 @@
 //! Linux marks the pages clean after an I/O error and keeps them in the page cache, so a later sync writes
 //! nothing for them, the fsyncgate case): their durable bytes stay the old ones until the range is written
 //! again. [`DiskModel::image`] is the directory as a power cut now would leave it.
+//!
+//! A file the model has not seen written is taken to be durable as it is: its bytes are kept as the durable
+//! copy before the first write the model sees. A file renamed into place (a new segment, a new checkpoint) is
+//! durable under its new name, with the contents synced under its temporary one, once its directory is synced.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -34,6 +38,8 @@ struct Files {
     dirty: HashMap<PathBuf, Vec<Range<u64>>>,
     /// Ranges a failed sync dropped, with the durable bytes they keep until written again.
     dropped: HashMap<PathBuf, Vec<Dropped>>,
+    /// Files renamed into place whose directory has not been synced since.
+    renamed: Vec<PathBuf>,
 }
 
 /// The model, shared with its injector. `Clone` shares it.
@@ -76,6 +82,13 @@ impl DiskModel {
         let mut files = self.files.lock().unwrap();
         match op {
             IoOp::Write => {
+                if !files.durable.contains_key(path) {
+                    // Not seen written or synced before (it was there before the model): durable as it is.
+                    // Without this copy, a failed first sync of the file left its unsynced bytes in the image.
+                    if let Ok(bytes) = std::fs::read(path) {
+                        files.durable.insert(path.to_owned(), bytes);
+                    }
+                }
                 let range = offset..offset + len;
                 files.dirty.entry(path.to_owned()).or_default().push(range.clone());
                 // Written again: the page is dirty now, and the next successful sync writes it.
@@ -113,8 +126,25 @@ impl DiskModel {
                 files.persist(path);
                 None
             }
-            IoOp::CreateFile if path.is_file() => {
-                files.persist(path);
+            IoOp::CreateFile if path.is_dir() => {
+                // A directory sync: the files renamed into it are durable under their new names now.
+                let (synced, pending) =
+                    std::mem::take(&mut files.renamed).into_iter().partition(|file| file.parent() == Some(path));
+                files.renamed = pending;
+                for file in synced {
+                    files.persist(&file);
+                }
+                None
+            }
+            IoOp::CreateFile => {
+                // A sync of a new file (durable whole), or a rename onto this name (before it runs: the file here,
+                // if any, is the one replaced, durable as it is until the directory is synced).
+                if path.is_file() {
+                    files.persist(path);
+                }
+                if !path.to_string_lossy().ends_with(".tmp") {
+                    files.renamed.push(path.to_owned());
+                }
                 None
             }
             _ => None,
