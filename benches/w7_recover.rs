@@ -3,13 +3,13 @@
 //!
 //! How the kill is made: this bench binary re-executes itself as a child process (selected by an
 //! environment variable), which opens a store, runs the W3 load with durable appends, says so on its stdout,
-//! and is then killed with SIGKILL: no close, no final checkpoint, the writer thread stopped wherever it was
+//! and is then killed with SIGKILL: no close, no index table for the last segment, the writer thread stopped wherever it was
 //! (idle, since the last append had returned). That directory is the template.
 //!
 //! One criterion iteration copies the template to a fresh directory (off the clock: the same files, in the
 //! page cache as they would be after a crash of the process, not of the machine), opens the copy (timed),
 //! then closes and deletes it (off the clock). So every open recovers the same killed state: it loads the
-//! index checkpoint written at the last segment roll and replays the records after it (the report is
+//! index tables written for the sealed segments and replays the records of the last one (the report is
 //! printed). Criterion runs one warm-up iteration and 10 measured ones (see `common::fixed_iterations`); the
 //! median is printed in ms.
 
@@ -65,10 +65,17 @@ fn load_and_kill(dir: &Path, load: Load) {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "the child died of SIGKILL, not otherwise");
 }
 
+/// Copies the template, its `index/` directory included.
 fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("listing the template") {
         let entry = entry.expect("listing the template");
-        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copying the template");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("listing the template").is_dir() {
+            std::fs::create_dir(&target).expect("copying the template");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copying the template");
+        }
     }
 }
 

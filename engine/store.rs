@@ -6,17 +6,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 
 use crate::error::{Error, IoContext, Result};
+use crate::index::Kind;
 use crate::log::frame::{self, HEADER_LEN};
 use crate::log::io::Io;
 use crate::log::recovery::{self, RecoveryReport};
 use crate::log::segment::SEGMENT_HEADER_LEN;
 use crate::log::writer::{clone_error, Completion, Part, Queue, Responder, Shared, Txn, Writer};
-use crate::read::{ReadAll, ReadStream, ReadStreamBackwards, StreamSource};
+use crate::log::Via;
+use crate::read::{ReadAll, ReadIndexed, ReadStream, ReadStreamBackwards, RecordedEvent, Source};
 use crate::{
     AppendResult, EventData, ExpectedVersion, Options, StreamAppend, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX,
 };
@@ -101,8 +104,8 @@ impl Store {
         let io = Io::new(options.fault_injector.clone());
         let (log, index, state, report) = recovery::recover(&dir, &options, &io)?;
         let shared = Arc::new(Shared {
-            log: Arc::new(log),
-            index: Arc::new(RwLock::new(index)),
+            log,
+            index,
             committed: AtomicU64::new(state.next_position),
             // Recovery synced whatever it could not prove was synced.
             durable: AtomicU64::new(state.next_position),
@@ -302,40 +305,190 @@ impl Store {
         self.inner.shared.durable.load(Ordering::Acquire)
     }
 
-    fn source(&self) -> StreamSource {
-        StreamSource::new(self.inner.shared.log.clone(), self.inner.shared.index.clone())
+    fn source(&self) -> Source {
+        Source::new(self.inner.shared.log.clone(), self.inner.shared.index.clone())
+    }
+
+    fn committed(&self) -> u64 {
+        self.inner.shared.committed.load(Ordering::Acquire)
     }
 
     /// The committed events of `stream` from `from_offset` on, in offset order. A stream that does not exist,
     /// or an offset past its end, yields nothing.
     ///
-    /// The iterator is a snapshot of the stream when it was created. Reading costs what the stream holds, not
-    /// what the log holds. Each item is an error only if the record on disk is damaged (`Corrupt`, naming
-    /// the damaged record); the iteration ends there. Records are located a chunk of up to
-    /// `index_interval_events` at a time, so damage can end the iteration up to that many events before the
-    /// damaged one.
+    /// The iterator is a snapshot of the stream when it was created. Reading costs what the read yields, not
+    /// what the stream or the log holds: the index gives the records' places a chunk at a time. Each item is an
+    /// error only if the record on disk (or the index entry that points at it) is damaged (`Corrupt`, naming the
+    /// place); the iteration ends there.
     pub fn read_stream(&self, stream: &str, from_offset: u64) -> Result<ReadStream> {
         validate_stream_name(stream)?;
-        Ok(ReadStream::new(self.source(), stream, from_offset, self.stream_version(stream)))
+        ReadStream::new(self.source(), stream, from_offset)
     }
 
     /// The committed events of `stream` from `from_offset` (`None`, or an offset past the end: its last event)
     /// back to offset 0.
     pub fn read_stream_backwards(&self, stream: &str, from_offset: Option<u64>) -> Result<ReadStreamBackwards> {
         validate_stream_name(stream)?;
-        Ok(ReadStreamBackwards::new(self.source(), stream, from_offset, self.stream_version(stream)))
+        ReadStreamBackwards::new(self.source(), stream, from_offset)
     }
 
     /// Every committed event of every stream from global position `from_position` on, in position order.
     pub fn read_all(&self, from_position: u64) -> Result<ReadAll> {
         let shared = &self.inner.shared;
-        ReadAll::new(shared.log.clone(), from_position, shared.committed.load(Ordering::Acquire))
+        ReadAll::new(shared.log.clone(), &shared.index, from_position, self.committed())
     }
 
-    /// The offset of `stream`'s last committed event; `None` if the stream does not exist.
+    /// The committed events of every stream of `category` from global position `from_position` on, in
+    /// position order. A stream's category is the part of its name before the first
+    /// [`Options::category_separator`](crate::Options::category_separator) (`account` for `account-42`), or
+    /// the whole name if it has none. The read touches only the category's records (through the index), and
+    /// is a snapshot of what was committed when it was created.
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// for (stream, event_type) in [("account-1", "Opened"), ("order-9", "Placed"), ("account-2", "Opened")] {
+    ///     store.append(stream, ExpectedVersion::Any, &[EventData::new(event_type, &b"{}"[..])]).unwrap();
+    /// }
+    /// let accounts: Vec<String> =
+    ///     store.read_category("account", 0).unwrap().map(|event| event.unwrap().stream().to_owned()).collect();
+    /// assert_eq!(accounts, ["account-1", "account-2"]);
+    /// ```
+    pub fn read_category(
+        &self,
+        category: &str,
+        from_position: u64,
+    ) -> Result<impl Iterator<Item = Result<RecordedEvent>> + use<>> {
+        ReadIndexed::new(self.source(), Kind::Category, category, from_position, self.committed())
+    }
+
+    /// The committed events of type `event_type` (of every stream) from global position `from_position` on,
+    /// in position order, touching only those records (through the index).
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// for (stream, event_type) in [("account-1", "Opened"), ("order-9", "Placed"), ("account-2", "Opened")] {
+    ///     store.append(stream, ExpectedVersion::Any, &[EventData::new(event_type, &b"{}"[..])]).unwrap();
+    /// }
+    /// let opened: Vec<u64> =
+    ///     store.read_event_type("Opened", 1).unwrap().map(|event| event.unwrap().position()).collect();
+    /// assert_eq!(opened, [2]);
+    /// ```
+    pub fn read_event_type(
+        &self,
+        event_type: &str,
+        from_position: u64,
+    ) -> Result<impl Iterator<Item = Result<RecordedEvent>> + use<>> {
+        ReadIndexed::new(self.source(), Kind::EventType, event_type, from_position, self.committed())
+    }
+
+    /// The first committed position whose commit time is at or after `at`; `None` if every committed event is
+    /// older. Commit times never go backwards along positions, so this needs no scan: the index's time entries
+    /// narrow it to at most 64 records.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use annals::{EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// let before = SystemTime::now() - Duration::from_secs(1);
+    /// store.append("audit", ExpectedVersion::Any, &[EventData::new("LoggedIn", &b"{}"[..])]).unwrap();
+    /// assert_eq!(store.position_at(before), Some(0));
+    /// assert_eq!(store.position_at(SystemTime::now() + Duration::from_secs(60)), None);
+    /// ```
+    pub fn position_at(&self, at: SystemTime) -> Option<u64> {
+        match self.inner.shared.index.position_at(nanos_since_epoch(at), self.committed()) {
+            Ok(position) => position,
+            Err(err) => {
+                ::log::warn!("annals: position_at: {err}");
+                None
+            }
+        }
+    }
+
+    /// The committed events of `stream` whose commit time lies between `from` and `to`, both included, in
+    /// offset order: the audit log of a period, without reading the stream's earlier or later events.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use annals::{EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// let start = SystemTime::now() - Duration::from_secs(1);
+    /// store.append("account-7", ExpectedVersion::Any, &[EventData::new("Deposited", &b"5"[..])]).unwrap();
+    /// let events = store.read_stream_between("account-7", start, SystemTime::now()).unwrap().count();
+    /// assert_eq!(events, 1);
+    /// ```
+    pub fn read_stream_between(
+        &self,
+        stream: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<impl Iterator<Item = Result<RecordedEvent>> + use<>> {
+        validate_stream_name(stream)?;
+        let committed = self.committed();
+        let index = &self.inner.shared.index;
+        let (from, to) = (nanos_since_epoch(from), nanos_since_epoch(to));
+        let start = if from > to { None } else { index.position_at(from, committed)? };
+        let end = match to.checked_add(1) {
+            Some(after) => index.position_at(after, committed)?.unwrap_or(committed),
+            None => committed,
+        };
+        let first_offset = match start {
+            Some(start) if start < end => self.first_offset_at_or_after(stream, index.locator_of(start)?)?,
+            _ => None,
+        };
+        let reader = ReadStream::new(self.source(), stream, first_offset.unwrap_or(u64::MAX))?;
+        Ok(reader.stop_before_position(end))
+    }
+
+    /// The smallest offset of `stream` whose record lies at or after `locator` (locators grow with positions):
+    /// a binary search over the stream's offsets, each probe one index lookup.
+    fn first_offset_at_or_after(&self, stream: &str, locator: u64) -> Result<Option<u64>> {
+        let index = &self.inner.shared.index;
+        let Some(head) = index.head(stream, Via::Mapping)? else { return Ok(None) };
+        if head.locator < locator {
+            return Ok(None);
+        }
+        let (mut lo, mut hi) = (0, head.last_offset);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = index.locator_of_offset(stream, mid, Via::Mapping)?.ok_or_else(|| {
+                Error::corrupt(
+                    index.log().dir(),
+                    mid,
+                    format!("the index holds no entry for offset {mid} of {stream:?}"),
+                )
+            })?;
+            if at < locator {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(Some(lo))
+    }
+
+    /// The offset of `stream`'s last committed event; `None` if the stream does not exist. (Also `None` if the
+    /// index or the stream's last record is damaged: appends and reads of the stream then report the damage.)
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        let shared = &self.inner.shared;
-        shared.index.read().get(stream, &*shared.log).map(|state| state.last_offset)
+        match self.inner.shared.index.head(stream, Via::Mapping) {
+            Ok(head) => head.map(|head| head.last_offset),
+            Err(err) => {
+                ::log::warn!("annals: the last event of {stream:?} can not be found: {err}");
+                None
+            }
+        }
+    }
+
+    /// How many records reads located through the index (stream, category and event-type reads) have read
+    /// since the store was opened. For tests that prove a read touches only what it yields.
+    #[doc(hidden)]
+    pub fn records_read_through_index(&self) -> u64 {
+        self.inner.shared.index.records_read.load(Ordering::Relaxed)
     }
 
     /// The global position of the last committed event; `None` for an empty store.
@@ -345,7 +498,7 @@ impl Store {
 
     /// How many streams exist.
     pub fn stream_count(&self) -> usize {
-        self.inner.shared.index.read().stream_count()
+        self.inner.shared.index.stream_count() as usize
     }
 
     /// Walks the whole committed log read-only: checks every record's CRC, the density of positions and
@@ -434,8 +587,8 @@ fn validate_options(options: &Options) -> Result<()> {
     if options.event_size_bytes_max < (HEADER_LEN + 2) as u64 {
         return invalid(format!("event_size_bytes_max must be at least {}", HEADER_LEN + 2));
     }
-    if options.index_interval_events == 0 {
-        return invalid("index_interval_events must be at least 1".into());
+    if options.open_segments_max == 0 {
+        return invalid("open_segments_max must be at least 1".into());
     }
     if options.batch_bytes_max == 0 {
         return invalid("batch_bytes_max must be at least 1".into());
@@ -464,4 +617,9 @@ fn validate_stream_name(stream: &str) -> Result<()> {
 fn validate_event_type(event_type: &str) -> Result<()> {
     check_name(event_type, EVENT_TYPE_BYTES_MAX)
         .map_err(|reason| Error::InvalidEventType { event_type: event_type.to_owned(), reason })
+}
+
+/// Nanoseconds since the Unix epoch (0 before it, saturating after the year 2554), as commit times are stored.
+fn nanos_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
 }

@@ -118,7 +118,7 @@ fn names_of_exactly_1024_bytes_are_accepted() {
 #[test]
 fn events_over_the_maximum_size_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { event_size_bytes_max: 1000, ..small_options(64 << 10, 4) };
+    let options = Options { event_size_bytes_max: 1000, ..small_options(64 << 10) };
     let store = Store::open_with(dir.path(), options).unwrap();
     store.append("s", ExpectedVersion::NoStream, &[event_of_frame_len(1000)]).unwrap();
     let too_large = |size| move |err: &Error| matches!(err, Error::EventTooLarge { size: s, max: 1000 } if *s == size);
@@ -154,7 +154,7 @@ fn events_over_the_maximum_size_are_refused() {
 #[test]
 fn events_and_transactions_larger_than_a_segment_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), small_options(4096, 4)).unwrap();
+    let store = Store::open_with(dir.path(), small_options(4096)).unwrap();
     // One segment holds 4096 − 64 = 4032 bytes of frames.
     store.append("s", ExpectedVersion::NoStream, &[event()]).unwrap();
     let event_too_large = |err: &Error| matches!(err, Error::EventTooLarge { size: 4033, max: 4032 });
@@ -230,7 +230,7 @@ fn empty_appends_are_refused() {
 #[test]
 fn refusals_leave_nothing_behind_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), small_options(4096, 2)).unwrap();
+    let store = Store::open_with(dir.path(), small_options(4096)).unwrap();
     store.append("good", ExpectedVersion::NoStream, &[event()]).unwrap();
     for (name, _) in bad_names() {
         assert!(store.append(&name, ExpectedVersion::Any, &[event()]).is_err());
@@ -240,7 +240,7 @@ fn refusals_leave_nothing_behind_across_a_reopen() {
     assert!(store.append("good", ExpectedVersion::Any, &[]).is_err());
     let before = state(&store, &KNOWN);
     store.close().unwrap();
-    let store = Store::open_with(dir.path(), small_options(4096, 2)).unwrap();
+    let store = Store::open_with(dir.path(), small_options(4096)).unwrap();
     assert_eq!(state(&store, &KNOWN), before);
     assert_eq!(store.head_position(), Some(0));
 }
@@ -254,7 +254,7 @@ fn unusable_options_are_refused_and_create_nothing() {
         ("segment not a multiple of 8", Options { segment_size_bytes: 4097, ..Default::default() }),
         ("segment of 4 GiB", Options { segment_size_bytes: 1 << 32, ..Default::default() }),
         ("event maximum below one header", Options { event_size_bytes_max: 89, ..Default::default() }),
-        ("index interval 0", Options { index_interval_events: 0, ..Default::default() }),
+        ("no segment may be mapped", Options { open_segments_max: 0, ..Default::default() }),
         ("batch maximum 0", Options { batch_bytes_max: 0, ..Default::default() }),
     ];
     for (what, options) in bad {
@@ -267,12 +267,41 @@ fn unusable_options_are_refused_and_create_nothing() {
     let options = Options {
         segment_size_bytes: 4096,
         event_size_bytes_max: 90,
-        index_interval_events: 1,
         batch_bytes_max: 1,
+        open_segments_max: 1,
+        index_cache_bytes_max: 0,
         ..Default::default()
     };
     let store = Store::open_with(parent.path().join("store"), options).unwrap();
     store.append("s", ExpectedVersion::NoStream, &[EventData::new("t", Vec::new())]).unwrap();
     let too_large = store.append("s", ExpectedVersion::Any, &[EventData::new("t", vec![0u8])]);
     assert!(matches!(too_large, Err(Error::EventTooLarge { size: 91, max: 90 })), "{too_large:?}");
+}
+
+/// The largest value of every option opens a working store: none of them may size an allocation or overflow
+/// a computation (an LRU preallocated for `usize::MAX` segments would abort the process).
+#[test]
+fn the_largest_option_values_open_a_working_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_size_bytes: 4096,
+        event_size_bytes_max: u64::MAX,
+        batch_bytes_max: u64::MAX,
+        open_segments_max: usize::MAX,
+        index_cache_bytes_max: u64::MAX,
+        category_separator: char::MAX,
+        ..Default::default()
+    };
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    let name = format!("orders{}7", char::MAX);
+    for i in 0..40u64 {
+        store.append(&name, ExpectedVersion::Any, &[EventData::new("Placed", i.to_le_bytes().to_vec())]).unwrap();
+    }
+    assert!(store.recovery_report().index_tables == 0);
+    store.close().unwrap();
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert!(store.recovery_report().index_tables > 0, "the segments rolled and their tables were written");
+    assert_eq!(store.stream_version(&name), Some(39));
+    let category: Vec<u64> = store.read_category("orders", 0).unwrap().map(|event| event.unwrap().offset()).collect();
+    assert_eq!(category, (0..40).collect::<Vec<_>>());
 }

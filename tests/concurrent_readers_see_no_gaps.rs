@@ -423,7 +423,7 @@ fn run_reader(store: &Store, kind: ReaderKind, seed: u64, done: &AtomicBool, rea
 #[test]
 fn readers_beside_writers_see_no_gap_reordering_duplicate_torn_event_or_partial_transaction() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { segment_size_bytes: 64 << 10, index_interval_events: 4, ..Default::default() };
+    let options = Options { segment_size_bytes: 64 << 10, ..Default::default() };
     let store = Store::open_with(dir.path(), options).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let gate = Arc::new(Gate {

@@ -1,10 +1,11 @@
 //! Damage to a record that was synced is reported, never skipped and never a panic. A byte is flipped in a
-//! record in the middle of a sealed segment, in each field of the frame in turn. With the index checkpoint
+//! record in the middle of a sealed segment, in each field of the frame in turn. With the persistent index
 //! deleted, `Store::open` scans the log and returns `Error::Corrupt` naming that segment file and the frame's
-//! byte offset. With the checkpoint present the store may open (the damage lies in the part the checkpoint
-//! covers), but reading the damaged event through `read_all`, `read_stream` or `read_stream_backwards`
-//! yields `Error::Corrupt` with the file and offset, every event read before it is intact, `Store::verify`
-//! reports it, and every other read either returns the right events or a `Corrupt` error.
+//! byte offset. With the index present the store opens (the damage lies in the part the index covers, which
+//! the open does not read), but reading the damaged event through `read_all`, `read_stream` or
+//! `read_stream_backwards` yields `Error::Corrupt` with the file and offset, every event read before it is
+//! intact, `Store::verify` reports it, and every other read either returns the right events or a `Corrupt`
+//! error.
 
 mod support;
 
@@ -12,14 +13,14 @@ use std::path::{Path, PathBuf};
 
 use annals::{Error, EventData, ExpectedVersion, Options, RecordedEvent, Store};
 use support::{
-    assert_corrupt_at, copy_dir, flip_byte, raw_frames, remove_checkpoint, segment_paths, small_options, state, Owned,
+    assert_corrupt_at, copy_dir, flip_byte, raw_frames, remove_index, segment_paths, small_options, state, Owned,
     RawFrame, Rng, State,
 };
 
 const NAMES: [&str; 3] = ["red", "green", "blue"];
 
 fn options() -> Options {
-    small_options(4096, 4)
+    small_options(4096)
 }
 
 struct Pristine {
@@ -46,16 +47,15 @@ fn pristine() -> Pristine {
     let segment = segments[1].clone();
     let frames = raw_frames(&segment);
     assert!(frames.len() >= 5);
-    // Records in the middle of the segment, at stream offsets of every remainder modulo the index interval:
-    // whether a read walks over a record's back-link depends on where it lies between indexed records.
-    // Neither the first nor the last record of the segment: the first record of each remainder.
+    // Records in the middle of the segment (neither its first nor its last), at stream offsets of every
+    // remainder modulo 4: a spread of places in their streams.
     let mut chosen: Vec<RawFrame> = Vec::new();
     for frame in &frames[1..frames.len() - 1] {
         if chosen.iter().all(|other| other.offset % 4 != frame.offset % 4) {
             chosen.push(*frame);
         }
     }
-    assert_eq!(chosen.len(), 4, "records at every remainder modulo the index interval");
+    assert_eq!(chosen.len(), 4, "records at every remainder modulo 4");
     let frames = chosen;
     Pristine { dir, state, segment, frames }
 }
@@ -91,14 +91,14 @@ fn damaged(
     pristine: &Pristine,
     frame: &RawFrame,
     at_in_frame: usize,
-    keep_checkpoint: bool,
+    keep_index: bool,
 ) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(pristine.dir.path(), dir.path());
     let segment = dir.path().join(pristine.segment.file_name().unwrap());
     flip_byte(&segment, frame.at + at_in_frame, 0x04);
-    if !keep_checkpoint {
-        remove_checkpoint(dir.path());
+    if !keep_index {
+        remove_index(dir.path());
     }
     (dir, segment)
 }
@@ -127,13 +127,13 @@ where
 }
 
 #[test]
-fn open_without_a_checkpoint_reports_the_damaged_record() {
+fn open_without_the_index_reports_the_damaged_record() {
     let pristine = pristine();
     for frame in &pristine.frames {
         for (field, at) in fields(frame) {
             let (dir, segment) = damaged(&pristine, frame, at, false);
             let result = Store::open_with(dir.path(), options());
-            let context = format!("{field} of position {} damaged, no checkpoint", frame.position);
+            let context = format!("{field} of position {} damaged, no index", frame.position);
             assert_corrupt_at(&result.map(|_| ()), &segment, frame.at, &context);
         }
     }
@@ -152,7 +152,7 @@ fn assert_same(read: &[Owned], expected: &[Owned], context: &str) {
 
 /// Checks what a store opened over the damage returns for the damaged event and for every other read.
 fn check_reads(store: &Store, pristine: &Pristine, segment: &Path, frame: &RawFrame, field: &str) {
-    let context = |what: &str| format!("{field} of position {} damaged, checkpoint kept: {what}", frame.position);
+    let context = |what: &str| format!("{field} of position {} damaged, index kept: {what}", frame.position);
     let damaged_event = &pristine.state.all[frame.position as usize];
     let stream = damaged_event.stream.as_str();
     let stream_events = &pristine.state.streams[stream].1;
@@ -168,8 +168,7 @@ fn check_reads(store: &Store, pristine: &Pristine, segment: &Path, frame: &RawFr
     let (read, error) = read_until_error(store.read_all(frame.position));
     assert!(read.is_empty());
     error_at(error, "read_all(position)");
-    // A stream read checks a stretch of back-links before it hands out the records along it, so it may stop
-    // a few events before the damaged one; it must still name the damaged record.
+    // A stream read stops at the damaged record and names it.
     let (read, error) = read_until_error(store.read_stream(stream, 0));
     assert_same(&read, &stream_events[..read.len().min(offset as usize)], &context("read_stream(0)"));
     error_at(error, "read_stream(0)");
@@ -209,8 +208,8 @@ fn check_reads(store: &Store, pristine: &Pristine, segment: &Path, frame: &RawFr
     }
 }
 
-/// Opens each damaged copy with its checkpoint and checks the reads, for the fields `pick` selects.
-fn check_behind_a_checkpoint(pick: impl Fn(&str) -> bool) {
+/// Opens each damaged copy with its index and checks the reads, for the fields `pick` selects.
+fn check_behind_the_index(pick: impl Fn(&str) -> bool) {
     let pristine = pristine();
     for frame in &pristine.frames {
         for (field, at) in fields(frame).into_iter().filter(|(field, _)| pick(field)) {
@@ -231,18 +230,18 @@ fn check_behind_a_checkpoint(pick: impl Fn(&str) -> bool) {
 }
 
 #[test]
-fn reading_the_damaged_record_behind_a_checkpoint_reports_it() {
-    check_behind_a_checkpoint(|field| !field.starts_with("prev") && !field.starts_with("length"));
+fn reading_the_damaged_record_behind_the_index_reports_it() {
+    check_behind_the_index(|field| !field.starts_with("prev") && !field.starts_with("length"));
 }
 
 #[test]
-fn reading_past_a_record_with_a_damaged_length_behind_a_checkpoint_reports_it() {
+fn reading_past_a_record_with_a_damaged_length_behind_the_index_reports_it() {
     // The length is what `read_all` steps by to reach a later start position in the same segment.
-    check_behind_a_checkpoint(|field| field.starts_with("length"));
+    check_behind_the_index(|field| field.starts_with("length"));
 }
 
 #[test]
-fn reading_a_record_with_a_damaged_back_link_behind_a_checkpoint_reports_it() {
-    // The back-link (`prev`) is what stream reads follow to find older records.
-    check_behind_a_checkpoint(|field| field.starts_with("prev"));
+fn reading_a_record_with_a_damaged_back_link_behind_the_index_reports_it() {
+    // The back-link (`prev`) is covered by the CRC: a read of the record, by any reader, reports it.
+    check_behind_the_index(|field| field.starts_with("prev"));
 }

@@ -100,12 +100,7 @@ impl Mode {
 }
 
 fn options(mode: Mode) -> Options {
-    Options {
-        segment_size_bytes: 64 << 10,
-        index_interval_events: 8,
-        durability: mode.durability(),
-        ..Default::default()
-    }
+    Options { segment_size_bytes: 64 << 10, durability: mode.durability(), ..Default::default() }
 }
 
 fn payload(rng: &mut Rng, txn: &str, index: usize, count: usize) -> Vec<u8> {

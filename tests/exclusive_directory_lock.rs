@@ -52,7 +52,7 @@ fn a_second_open_in_the_same_process_is_locked_until_close() {
     let before = files(dir.path());
 
     assert_locked(Store::open(dir.path()), dir.path());
-    assert_locked(Store::open_with(dir.path(), small_options(4096, 1)), dir.path());
+    assert_locked(Store::open_with(dir.path(), small_options(4096)), dir.path());
     // Another spelling of the same directory.
     let other_spelling = dir.path().join(".");
     assert_locked(Store::open(&other_spelling), &other_spelling);

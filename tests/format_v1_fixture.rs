@@ -15,6 +15,10 @@
 //! engine's); that the first frame matches a field-by-field hex literal; and that the current writer, given the
 //! same script, writes the same bytes apart from timestamps and the CRCs that cover them.
 //!
+//! The first open of a fixture by this build is the upgrade to the persistent index: the checkpoint that
+//! earlier builds wrote (`index.ckpt`, its bytes still checked against the spec here) is ignored and removed,
+//! and the index is built from the log once.
+//!
 //! The fixtures are frozen: a failure here means the format changed. `write_format_fixtures` (ignored) writes
 //! the fixtures of the format this build writes from `script()`, only when `ANNALS_WRITE_FIXTURE=v<N>` names
 //! that format and only into a folder that does not exist yet, never over a released one.
@@ -31,7 +35,7 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------------------------------------------
 
 fn options() -> Options {
-    Options { segment_size_bytes: 4096, index_interval_events: 4, ..Default::default() }
+    Options { segment_size_bytes: 4096, ..Default::default() }
 }
 
 /// Event ids are `ID_BASE + n` for the n-th event of the script (n from 1).
@@ -262,20 +266,17 @@ fn run(store: &Store, all: &[Txn], done: usize, txns: &[Txn]) {
     }
 }
 
-/// Writes the fixture store into `dir`: phase 1, close, reopen, phase 2, close. Returns the checkpoint as of
-/// the end of phase 1.
-fn generate(dir: &Path) -> Vec<u8> {
+/// Writes the fixture store into `dir`: phase 1, close, reopen, phase 2, close.
+fn generate(dir: &Path) {
     let script = script();
     let all = script.all();
     let store = Store::open_with(dir, options()).unwrap();
     run(&store, &all, 0, &script.phase1);
     store.close().unwrap();
-    let stale_checkpoint = fs::read(dir.join("index.ckpt")).unwrap();
     let store = Store::open_with(dir, options()).unwrap();
-    assert!(store.recovery_report().checkpoint_used);
+    assert_eq!(store.recovery_report().records_replayed, 0, "the index of phase 1 is used");
     run(&store, &all, script.phase1.len(), &script.phase2);
     store.close().unwrap();
-    stale_checkpoint
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -572,19 +573,20 @@ fn assert_store(store: &Store, expected: &[Expected]) {
 fn intact_v1_store_reads_back_every_field() {
     let expected = model(&script().all());
     let dir = copy_fixture("intact");
+    // The first open by a build with the persistent index (format-spec §6): the checkpoint of earlier builds
+    // is ignored and removed, and the index is built from the log, once.
     let store = Store::open_with(dir.path(), options()).unwrap();
     let report = store.recovery_report().clone();
-    assert!(report.checkpoint_used, "{report:?}");
-    assert_eq!((report.records_replayed, report.tail_bytes_cut), (0, 0), "{report:?}");
+    assert_eq!((report.index_tables, report.records_replayed, report.tail_bytes_cut), (0, expected.len() as u64, 0));
+    assert!(report.index_rejected.is_none(), "{report:?}");
+    assert!(!dir.path().join("index.ckpt").exists(), "the old checkpoint is removed");
     assert_store(&store, &expected);
     store.close().unwrap();
 
-    // The same without the checkpoint: the index is rebuilt from the log alone.
-    fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    // From then on the store opens from its index, replaying nothing.
     let store = Store::open_with(dir.path(), options()).unwrap();
     let report = store.recovery_report().clone();
-    assert!(!report.checkpoint_used && report.checkpoint_rejected.is_none(), "{report:?}");
-    assert_eq!((report.records_replayed, report.tail_bytes_cut), (expected.len() as u64, 0), "{report:?}");
+    assert!(report.index_tables > 0 && report.records_replayed == 0 && report.index_rejected.is_none(), "{report:?}");
     assert_store(&store, &expected);
 
     // A v1 store stays writable, and what is appended now reads back after a reopen.
@@ -612,8 +614,6 @@ fn torn_tail_is_cut_back_to_the_last_complete_transaction() {
     let last_txn = all.last().unwrap().txn;
     let prefix: Vec<Expected> = all.iter().filter(|e| e.txn < last_txn).cloned().collect();
     assert_eq!(all.len() - prefix.len(), 3, "the torn transaction has three events, only the last frame is torn");
-    let phase1_len = model(&script().phase1).len() as u64;
-
     for with_checkpoint in [true, false] {
         let dir = copy_fixture("torn-tail");
         if !with_checkpoint {
@@ -621,11 +621,10 @@ fn torn_tail_is_cut_back_to_the_last_complete_transaction() {
         }
         let store = Store::open_with(dir.path(), options()).unwrap();
         let report = store.recovery_report().clone();
-        // The stale checkpoint covers phase 1 and checks out; the log after it is replayed.
-        assert_eq!(report.checkpoint_used, with_checkpoint, "{report:?}");
-        assert!(report.checkpoint_rejected.is_none(), "{report:?}");
-        let replayed = if with_checkpoint { prefix.len() as u64 - phase1_len } else { prefix.len() as u64 };
-        assert_eq!(report.records_replayed, replayed, "{report:?}");
+        // The stale checkpoint of earlier builds is not read: the index is built from the whole log.
+        assert!(report.index_tables == 0 && report.index_rejected.is_none(), "{report:?}");
+        assert_eq!(report.records_replayed, prefix.len() as u64, "{report:?}");
+        assert!(!dir.path().join("index.ckpt").exists());
         assert!(report.tail_bytes_cut > 0, "{report:?}");
         assert_store(&store, &prefix);
 
@@ -657,7 +656,7 @@ fn torn_tail_is_cut_back_to_the_last_complete_transaction() {
 }
 
 #[test]
-fn corrupt_sealed_segment_is_reported_at_open_without_a_checkpoint() {
+fn corrupt_sealed_segment_is_reported_at_open_without_an_index() {
     let dir = copy_fixture("corrupt-middle");
     assert!(!dir.path().join("index.ckpt").exists());
     let result = Store::open_with(dir.path(), options());
@@ -675,13 +674,14 @@ fn corrupt_sealed_segment_is_reported_at_open_without_a_checkpoint() {
 }
 
 #[test]
-fn corruption_behind_a_checkpoint_is_found_on_read_and_by_verify() {
-    // The damaged segments with the intact store's checkpoint: open trusts the checkpoint and does not read the
-    // sealed segments, so the damage shows when the record is read.
-    let dir = copy_fixture("corrupt-middle");
-    fs::copy(fixture("intact").join("index.ckpt"), dir.path().join("index.ckpt")).unwrap();
+fn corruption_behind_the_index_is_found_on_read_and_by_verify() {
+    // The intact store opened once (its index built) and closed, then the damaged segment put in place: the
+    // open trusts the index and does not read the sealed segments, so the damage shows when the record is read.
+    let dir = copy_fixture("intact");
+    Store::open_with(dir.path(), options()).unwrap().close().unwrap();
+    fs::copy(fixture("corrupt-middle").join(CORRUPT_SEGMENT), dir.path().join(CORRUPT_SEGMENT)).unwrap();
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert!(store.recovery_report().checkpoint_used);
+    assert_eq!(store.recovery_report().records_replayed, 0, "{:?}", store.recovery_report());
     let is_the_damage = |err: &Error| {
         matches!(err, Error::Corrupt { file, offset, .. }
             if *file == dir.path().join(CORRUPT_SEGMENT) && *offset == CORRUPT_FRAME_OFFSET)
@@ -892,12 +892,9 @@ fn the_current_writer_still_writes_format_v1() {
         let first_difference = (0..frozen_bytes.len()).find(|&i| written_bytes[i] != frozen_bytes[i]);
         assert_eq!(first_difference, None, "{}: first differing byte", frozen.name);
     }
-    let written = parse_checkpoint(&fs::read(fresh.path().join("index.ckpt")).unwrap());
-    let frozen = parse_checkpoint(&fs::read(fixture("intact").join("index.ckpt")).unwrap());
-    assert_eq!(
-        (written.interval, written.next_position, written.end, written.last, written.streams),
-        (frozen.interval, frozen.next_position, frozen.end, frozen.last, frozen.streams)
-    );
+    // Beside the segments it writes the persistent index (no more `index.ckpt`).
+    assert!(!fresh.path().join("index.ckpt").exists());
+    assert!(fs::read_dir(fresh.path().join("index")).unwrap().count() > 0);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -927,17 +924,14 @@ fn write_format_fixtures() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let stale_checkpoint = generate(work.path());
-    let checkpoint = fs::read(work.path().join("index.ckpt")).unwrap();
+    generate(work.path());
     let segments = parse_segments(work.path());
     let segment_files: Vec<(String, Vec<u8>)> = segments.iter().map(|s| (s.name.clone(), s.bytes.clone())).collect();
 
-    // intact: the segments and the checkpoint (not LOCK).
-    let mut intact = segment_files.clone();
-    intact.push(("index.ckpt".to_owned(), checkpoint));
-    write_fixture(&new_fixture("intact"), &intact);
+    // intact: the segments (the index is derived data, with fixtures of its own format).
+    write_fixture(&new_fixture("intact"), &segment_files);
 
-    // torn-tail: the second half of the last frame overwritten with garbage; the checkpoint of phase 1.
+    // torn-tail: the second half of the last frame overwritten with garbage.
     let mut torn = segment_files.clone();
     let last = segments.last().unwrap();
     let frame = last.frames.last().unwrap();
@@ -945,7 +939,6 @@ fn write_format_fixtures() {
     for (i, byte) in bytes[frame.at + frame.len / 2..frame.at + frame.len].iter_mut().enumerate() {
         *byte ^= 0x5a ^ (i as u8).wrapping_mul(37);
     }
-    torn.push(("index.ckpt".to_owned(), stale_checkpoint));
     write_fixture(&new_fixture("torn-tail"), &torn);
 
     // corrupt-middle: one bit flipped in the last body byte of the third frame of the second segment.

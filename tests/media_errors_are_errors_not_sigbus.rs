@@ -24,7 +24,7 @@ fn unreadable(file: PathBuf, armed: Arc<AtomicBool>) -> FaultInjector {
 }
 
 fn options(injector: Option<FaultInjector>) -> Options {
-    Options { segment_size_bytes: 8192, index_interval_events: 4, fault_injector: injector, ..Default::default() }
+    Options { segment_size_bytes: 8192, fault_injector: injector, ..Default::default() }
 }
 
 /// A store of several segments; returns its segment files, oldest first.
@@ -55,14 +55,15 @@ fn assert_io_naming(result: Result<impl std::fmt::Debug, Error>, file: &Path, co
 fn an_unreadable_last_segment_fails_the_open_with_an_io_error() {
     let dir = tempfile::tempdir().unwrap();
     let last = fill(dir.path()).pop().unwrap();
-    // Without the checkpoint, recovery scans every segment; with it, only the last one from its end.
-    for remove_checkpoint in [false, true] {
-        if remove_checkpoint {
-            std::fs::remove_file(dir.path().join(support::CHECKPOINT)).unwrap();
+    // Without the index, recovery scans every segment; with it, only the last one's record that the last
+    // index table names.
+    for remove_index in [false, true] {
+        if remove_index {
+            support::remove_index(dir.path());
         }
         let armed = Arc::new(AtomicBool::new(true));
         let opened = Store::open_with(dir.path(), options(Some(unreadable(last.clone(), armed))));
-        assert_io_naming(opened.map(|_| ()), &last, &format!("checkpoint removed: {remove_checkpoint}"));
+        assert_io_naming(opened.map(|_| ()), &last, &format!("index removed: {remove_index}"));
     }
 }
 
@@ -70,7 +71,7 @@ fn an_unreadable_last_segment_fails_the_open_with_an_io_error() {
 fn an_unreadable_sealed_segment_fails_a_full_replay_with_an_io_error() {
     let dir = tempfile::tempdir().unwrap();
     let first = fill(dir.path()).remove(0);
-    std::fs::remove_file(dir.path().join(support::CHECKPOINT)).unwrap();
+    support::remove_index(dir.path());
     let armed = Arc::new(AtomicBool::new(true));
     let opened = Store::open_with(dir.path(), options(Some(unreadable(first.clone(), armed))));
     assert_io_naming(opened.map(|_| ()), &first, "full replay");

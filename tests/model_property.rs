@@ -1,10 +1,11 @@
 //! Random sequences of operations give the same answers as an in-memory model (each stream a `Vec` of events,
 //! plus the global `Vec` in position order). Operations: appends with random expected versions (right and
 //! wrong ones), multi-stream appends (with conflicts and duplicate streams), reads of a stream forwards and
-//! backwards and of the whole log from random (also past-the-end) starts, clean close and reopen, drop and
-//! reopen with the index checkpoint deleted, and reopen with another index interval. Every result and error
-//! is compared with the model's, and after each case every read from every start is. Segments are 4 KiB and
-//! the index interval is 1, 3 or 32, so segment rolls, sparse-index walks and checkpoint loads all happen.
+//! backwards, of the whole log, of a category and of an event type from random (also past-the-end) starts,
+//! clean close and reopen, drop and reopen with the index deleted (rebuilt from the log), and reopen with
+//! another bound on mapped segments (1, 2 or 64). Every result and error is compared with the model's, and
+//! after each case every read from every start is. Segments are 4 KiB, so segment rolls, index tables
+//! written at each roll and merged, and segments unmapped and mapped again all happen.
 //! `PROPTEST_CASES` changes the number of cases (default 256).
 
 mod support;
@@ -15,10 +16,12 @@ use support::{assert_events, assert_store_matches_model, read_all, read_stream, 
 use uuid::Uuid;
 
 const STREAMS: u8 = 6;
-const INTERVALS: [u32; 3] = [1, 3, 32];
+const OPEN_SEGMENTS: [usize; 3] = [1, 2, 64];
+const CATEGORIES: [&str; 3] = ["account", "order", "cart"];
+const TYPES: usize = 4;
 
 fn stream_name(stream: u8) -> String {
-    format!("stream-{stream}")
+    format!("{}-{stream}", CATEGORIES[usize::from(stream) % CATEGORIES.len()])
 }
 
 /// An expected version, resolved against the model when the operation runs, so that right and wrong
@@ -72,8 +75,10 @@ enum Op {
     ReadStreamBackwards { stream: u8, from: Option<u64> },
     ReadAll { from: u64 },
     CloseAndReopen,
-    DropAndReopenWithoutCheckpoint,
-    ReopenWithInterval(usize),
+    DropAndReopenWithoutIndex,
+    ReadCategory { category: usize, from: u64 },
+    ReadEventType { type_no: u8, from: u64 },
+    ReopenWithOpenSegments(usize),
 }
 
 fn expect() -> impl Strategy<Value = Expect> {
@@ -97,8 +102,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (stream, prop::option::of(0..40u64)).prop_map(|(stream, from)| Op::ReadStreamBackwards { stream, from }),
         2 => (0..150u64).prop_map(|from| Op::ReadAll { from }),
         1 => Just(Op::CloseAndReopen),
-        1 => Just(Op::DropAndReopenWithoutCheckpoint),
-        1 => (0..INTERVALS.len()).prop_map(Op::ReopenWithInterval),
+        1 => Just(Op::DropAndReopenWithoutIndex),
+        2 => (0..CATEGORIES.len(), 0..150u64).prop_map(|(category, from)| Op::ReadCategory { category, from }),
+        2 => (0..TYPES as u8, 0..150u64).prop_map(|(type_no, from)| Op::ReadEventType { type_no, from }),
+        1 => (0..OPEN_SEGMENTS.len()).prop_map(Op::ReopenWithOpenSegments),
     ]
 }
 
@@ -121,7 +128,7 @@ fn model_admits(expected: ExpectedVersion, actual: Option<u64>) -> bool {
 /// A running test case: the store, the model, and a counter for the ids the test gives.
 struct Case {
     dir: tempfile::TempDir,
-    interval: u32,
+    open_segments_max: usize,
     store: Option<Store>,
     model: Model,
     next_id: u128,
@@ -129,7 +136,7 @@ struct Case {
 
 impl Case {
     fn options(&self) -> Options {
-        support::small_options(4096, self.interval)
+        Options { open_segments_max: self.open_segments_max, ..support::small_options(4096) }
     }
 
     fn store(&self) -> &Store {
@@ -216,29 +223,44 @@ impl Case {
                 let read = read_all(self.store(), *from);
                 assert_events(&read, &self.model.all_from(*from), &context);
             }
+            Op::ReadCategory { category, from } => {
+                let category = CATEGORIES[*category];
+                let read = support::collect(self.store().read_category(category, *from).unwrap());
+                let expected: Vec<_> = self
+                    .model
+                    .all_from(*from)
+                    .into_iter()
+                    .filter(|event| event.stream.split('-').next() == Some(category))
+                    .collect();
+                assert_events(&read, &expected, &context);
+            }
+            Op::ReadEventType { type_no, from } => {
+                let event_type = format!("Type{type_no}");
+                let read = support::collect(self.store().read_event_type(&event_type, *from).unwrap());
+                let expected: Vec<_> =
+                    self.model.all_from(*from).into_iter().filter(|event| event.event_type == event_type).collect();
+                assert_events(&read, &expected, &context);
+            }
             Op::CloseAndReopen => {
                 self.store.take().unwrap().close().unwrap();
                 self.reopen();
                 let report = self.store().recovery_report();
-                assert!(report.checkpoint_used && report.records_replayed == 0, "{context}: {report:?}");
+                assert!(report.records_replayed == 0 && report.index_rejected.is_none(), "{context}: {report:?}");
             }
-            Op::DropAndReopenWithoutCheckpoint => {
+            Op::DropAndReopenWithoutIndex => {
                 drop(self.store.take());
-                support::remove_checkpoint(self.dir.path());
+                support::remove_index(self.dir.path());
                 self.reopen();
                 let report = self.store().recovery_report();
-                assert!(!report.checkpoint_used, "{context}: {report:?}");
+                assert_eq!(report.index_tables, 0, "{context}: {report:?}");
                 assert_eq!(report.records_replayed, self.model.all.len() as u64, "{context}");
             }
-            Op::ReopenWithInterval(choice) => {
+            Op::ReopenWithOpenSegments(choice) => {
                 drop(self.store.take());
-                let previous = self.interval;
-                self.interval = INTERVALS[*choice];
+                self.open_segments_max = OPEN_SEGMENTS[*choice];
                 self.reopen();
                 let report = self.store().recovery_report();
-                if previous != self.interval {
-                    assert!(!report.checkpoint_used, "{context}: a checkpoint of interval {previous} was used");
-                }
+                assert!(report.records_replayed == 0 && report.index_rejected.is_none(), "{context}: {report:?}");
             }
         }
         // Cheap checks after every operation.
@@ -269,20 +291,22 @@ fn compare(actual: annals::Result<Vec<AppendResult>>, model: Result<Vec<AppendRe
     assert_eq!(actual, model, "{context}");
 }
 
-fn run_case(interval: usize, ops: &[Op]) {
+fn run_case(open_segments: usize, ops: &[Op]) {
     let dir = tempfile::tempdir().unwrap();
-    let interval = INTERVALS[interval];
-    let store = Store::open_with(dir.path(), support::small_options(4096, interval)).unwrap();
-    let mut case = Case { dir, interval, store: Some(store), model: Model::default(), next_id: 0 };
+    let open_segments_max = OPEN_SEGMENTS[open_segments];
+    let mut case = Case { dir, open_segments_max, store: None, model: Model::default(), next_id: 0 };
+    case.store = Some(Store::open_with(case.dir.path(), case.options()).unwrap());
     for op in ops {
         case.run(op);
     }
     assert_store_matches_model(case.store(), &case.model, "after the last operation");
+    support::assert_indexed_reads_match_model(case.store(), &case.model, "after the last operation");
     // And once more from the log alone.
     drop(case.store.take());
-    support::remove_checkpoint(case.dir.path());
+    support::remove_index(case.dir.path());
     case.reopen();
     assert_store_matches_model(case.store(), &case.model, "rebuilt after the last operation");
+    support::assert_indexed_reads_match_model(case.store(), &case.model, "rebuilt after the last operation");
 }
 
 fn cases() -> u32 {
@@ -293,8 +317,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn random_operations_match_the_model(interval in 0..INTERVALS.len(), ops in prop::collection::vec(op(), 1..80)) {
-        run_case(interval, &ops);
+    fn random_operations_match_the_model(
+        open_segments in 0..OPEN_SEGMENTS.len(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run_case(open_segments, &ops);
     }
 }
 
@@ -318,7 +345,7 @@ fn a_long_fixed_sequence_matches_the_model() {
         });
         match i % 50 {
             17 => ops.push(Op::CloseAndReopen),
-            33 => ops.push(Op::DropAndReopenWithoutCheckpoint),
+            33 => ops.push(Op::DropAndReopenWithoutIndex),
             49 => ops.push(Op::AppendMulti {
                 parts: vec![
                     (0, Expect::Any, vec![ev]),

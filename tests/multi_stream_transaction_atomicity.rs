@@ -5,7 +5,7 @@
 //! each exactly as appended (its events' streams, offsets, order and payloads, checked against the payloads
 //! the test computes for each position).
 //! Across a crash: when any of the transaction's later frames is cut off, zeroed or garbled in the last
-//! segment (store dropped, index checkpoint deleted), reopening shows none of the transaction, exactly the
+//! segment (store dropped, persistent index deleted), reopening shows none of the transaction, exactly the
 //! state before it, and the store accepts appends at the right offsets and positions and reopens stably.
 
 mod support;
@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use annals::{Error, EventData, ExpectedVersion, Options, Store, StreamAppend};
-use support::{copy_dir, overwrite, raw_frames, read_all, remove_checkpoint, segment_paths, small_options, state, Rng};
+use support::{copy_dir, overwrite, raw_frames, read_all, remove_index, segment_paths, small_options, state, Rng};
 
 fn events(tag: &str, count: usize) -> Vec<EventData> {
     (0..count).map(|i| EventData::new("Moved", format!("{tag}-{i}-{}", "x".repeat(60)).into_bytes())).collect()
@@ -131,7 +131,7 @@ fn readers_never_see_part_of_a_transaction() {
     // the store: the event at position `round * TXN_EVENTS + part * PER_PART + i`.
     let payload = |round: usize, part: usize, i: usize| format!("r{round}-p{part}-{i}-{}", "x".repeat(60)).into_bytes();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), small_options(8192, 4)).unwrap();
+    let store = Store::open_with(dir.path(), small_options(8192)).unwrap();
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let reader = {
@@ -189,7 +189,7 @@ enum Damage {
 
 #[test]
 fn a_transaction_damaged_in_its_later_frames_vanishes_whole_after_a_crash() {
-    let options = || small_options(4096, 3);
+    let options = || small_options(4096);
     let pristine = tempfile::tempdir().unwrap();
     let store = prepared(pristine.path(), options());
     // Fill the first segment past its middle, so the transaction sits after a segment boundary.
@@ -208,7 +208,7 @@ fn a_transaction_damaged_in_its_later_frames_vanishes_whole_after_a_crash() {
         .unwrap();
     assert_eq!((results[0].first_position, results[2].last_position), (first, first + 5));
     drop(store);
-    remove_checkpoint(pristine.path());
+    remove_index(pristine.path());
 
     let last_segment = segment_paths(pristine.path()).pop().unwrap();
     let frames: Vec<_> = raw_frames(&last_segment).into_iter().filter(|frame| frame.position >= first).collect();
@@ -253,7 +253,7 @@ fn a_transaction_damaged_in_its_later_frames_vanishes_whole_after_a_crash() {
         let store = Store::open_with(dir.path(), options()).unwrap();
         assert_eq!(state(&store, &names), after, "{context}: the second reopen differs");
         drop(store);
-        remove_checkpoint(dir.path());
+        remove_index(dir.path());
         let store = Store::open_with(dir.path(), options()).unwrap();
         assert_eq!(state(&store, &names), after, "{context}: a rebuild after recovery differs");
     }

@@ -92,8 +92,8 @@ fn the_largest_batch_and_event_limits_work() {
 
 #[test]
 fn the_smallest_and_largest_index_intervals_work() {
-    works("index interval 1", Options { index_interval_events: 1, ..Default::default() });
-    works("index interval u32::MAX", Options { index_interval_events: u32::MAX, ..Default::default() });
+    works("index interval 1", Options { ..Default::default() });
+    works("index interval u32::MAX", Options { ..Default::default() });
 }
 
 #[test]

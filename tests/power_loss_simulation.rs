@@ -3,7 +3,7 @@
 //!
 //! A scripted, seeded sequence of appends (single events, multi-event appends, `append_multi` across streams,
 //! a few large transactions, refused conflicting appends, two clean close-and-reopen steps) runs against a
-//! store with 32 KiB segments, so that segments roll and index checkpoints are written. A fault injector that
+//! store with 32 KiB segments, so that segments roll and index tables are written. A fault injector that
 //! fails nothing observes every `SyncData` and `CreateFile` operation and, at each, copies the directory's
 //! files: the image that is durable once that sync completes, with the number of transactions acknowledged so
 //! far. (Transactions acknowledged before the *next* snapshot were synced at or before this one, so those
@@ -12,7 +12,7 @@
 //! Each snapshot is a crash point. From it and the next snapshot (or the final files) the tests build the
 //! images a power cut could leave: the bytes written since the snapshot cut at a random byte, zeroed,
 //! garbled, torn by whole sectors, or with their first pages lost while later pages landed; files created or
-//! renamed since the snapshot present or not; the index checkpoint missing, stale, garbage, truncated or
+//! renamed since the snapshot present or not; the persistent index missing, stale, garbage, truncated or
 //! flipped. Every image must open without error and show exactly a whole-transaction prefix of the script
 //! that includes every transaction acknowledged before the crash, byte for byte, through `read_all`,
 //! `read_stream` and `read_stream_backwards`, with timestamps that never go backwards. The store must then
@@ -21,9 +21,9 @@
 //! - `retrying_the_lost_transaction_...`: the append after recovery is a same-sized retry of the first events
 //!   of the lost transaction, ending exactly where the first surviving frame of it starts when its first pages
 //!   were lost. Recovery must not leave those stale frames where a later write can line up with them.
-//! - A checkpoint taken from a *later* snapshot claims more than the synced log holds. No power cut leaves one
-//!   (a checkpoint is written after a sync of everything it covers), so the store may refuse such an image as
-//!   `Corrupt` or ignore the checkpoint; it must never open it with wrong contents.
+//! - An index taken from a *later* snapshot claims more than the synced log holds. No power cut leaves one (a
+//!   table is written after a sync of everything it covers), so the store may refuse such an image as
+//!   `Corrupt` or ignore the index; it must never open it with wrong contents.
 //! - `damage_to_synced_bytes_...` and `a_zeroed_synced_record_...`: deliberate damage to synced bytes (bit
 //!   flips in sealed and in the last segment's synced records, a damaged header, a missing or truncated
 //!   segment, a zeroed record) must be refused with `Error::Corrupt`.
@@ -70,7 +70,8 @@ use support::Rng;
 const SEGMENT_SIZE_BYTES: u64 = 32 << 10;
 const SEGMENT_HEADER_BYTES: usize = 64;
 const FRAME_HEADER_BYTES: usize = 88;
-const CHECKPOINT: &str = "index.ckpt";
+/// Files of the persistent index are named `index/<table>` in a snapshot.
+const INDEX_PREFIX: &str = "index/";
 const PAGE_BYTES: usize = 4096;
 const SECTOR_BYTES: usize = 512;
 const SCRIPT_STEPS: usize = 260;
@@ -122,21 +123,33 @@ struct Recorder {
     acked_txns: usize,
 }
 
-/// Every file of the store directory except the lock, reusing the previous snapshot's buffers when unchanged.
+/// Every file of the store directory and of its `index/` directory (named `index/<name>`) except the lock,
+/// reusing the previous snapshot's buffers when unchanged. A file that vanishes while it is read (the index
+/// thread deletes merged tables) is left out, as a power cut at that moment could leave it out.
 fn read_files(dir: &Path, previous: Option<&Files>) -> Files {
     let mut files = Files::new();
+    let mut read = |path: &Path, name: String| {
+        let Ok(bytes) = std::fs::read(path) else { return };
+        let shared = match previous.and_then(|previous| previous.get(&name)) {
+            Some(old) if **old == bytes => old.clone(),
+            _ => Arc::new(bytes),
+        };
+        files.insert(name, shared);
+    };
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == "LOCK" {
             continue;
         }
-        let bytes = std::fs::read(entry.path()).unwrap();
-        let shared = match previous.and_then(|previous| previous.get(&name)) {
-            Some(old) if **old == bytes => old.clone(),
-            _ => Arc::new(bytes),
-        };
-        files.insert(name, shared);
+        if entry.path().is_dir() {
+            let Ok(inner) = std::fs::read_dir(entry.path()) else { continue };
+            for inner in inner.flatten() {
+                read(&inner.path(), format!("{name}/{}", inner.file_name().to_string_lossy()));
+            }
+        } else {
+            read(&entry.path(), name);
+        }
     }
     files
 }
@@ -152,7 +165,7 @@ fn scratch_root() -> PathBuf {
 }
 
 fn options() -> Options {
-    Options { segment_size_bytes: SEGMENT_SIZE_BYTES, index_interval_events: 4, ..Default::default() }
+    Options { segment_size_bytes: SEGMENT_SIZE_BYTES, ..Default::default() }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -316,24 +329,29 @@ const TEARS: [Tear; 6] =
     [Tear::Cut, Tear::CutThenGarbage, Tear::Zeroed, Tear::Garbage, Tear::Sectors, Tear::LeadingPagesLost];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CheckpointDamage {
+enum IndexDamage {
+    /// No `index/` at all.
     Missing,
-    /// An older checkpoint (from an earlier snapshot).
+    /// An older index (from an earlier snapshot).
     Stale,
-    /// A checkpoint from a later snapshot, over an unmodified image: it claims more than the log may hold.
+    /// The index of a later snapshot, over an unmodified image: it claims more than the log may hold.
     Future,
+    /// One table replaced by garbage.
     Garbage,
+    /// A flipped bit in one table's header page (damage past the header is found where it is read, and is
+    /// tested by `reopen_after_clean_close.rs`).
     BitFlip,
+    /// One table truncated.
     Truncated,
 }
 
-const CHECKPOINT_DAMAGES: [CheckpointDamage; 6] = [
-    CheckpointDamage::Missing,
-    CheckpointDamage::Stale,
-    CheckpointDamage::Future,
-    CheckpointDamage::Garbage,
-    CheckpointDamage::BitFlip,
-    CheckpointDamage::Truncated,
+const INDEX_DAMAGES: [IndexDamage; 6] = [
+    IndexDamage::Missing,
+    IndexDamage::Stale,
+    IndexDamage::Future,
+    IndexDamage::Garbage,
+    IndexDamage::BitFlip,
+    IndexDamage::Truncated,
 ];
 
 /// Where the retry of the lost transaction should end so that it lines up with stale frames kept after a
@@ -428,7 +446,7 @@ fn torn_image(rng: &mut Rng, tear: Tear, base: &Files, next: &Files, hint: &mut 
                 image.insert(name.clone(), Arc::new(tear_bytes(rng, tear, old, new, hint)));
             }
             (Some(old), Some(new)) => {
-                // The checkpoint is replaced by a rename (old or new); a temporary file may hold anything.
+                // A file replaced by a rename (old or new); a temporary file may hold anything.
                 let chosen = if name.ends_with(".tmp") && rng.percent(30) {
                     Arc::new(rng.bytes(new.len()))
                 } else if rng.percent(50) {
@@ -465,44 +483,69 @@ fn cut_towards_final(rng: &mut Rng, base: &Files, last: &Files) -> Files {
     image
 }
 
-fn damage_checkpoint(
+/// The index files of an image: names and bytes.
+fn index_of(files: &Files) -> Files {
+    files.iter().filter(|(name, _)| name.starts_with(INDEX_PREFIX)).map(|(n, b)| (n.clone(), b.clone())).collect()
+}
+
+/// The image without its index (the index is then rebuilt from the whole log).
+fn without_index(image: &Files) -> Files {
+    image.iter().filter(|(name, _)| !name.starts_with(INDEX_PREFIX)).map(|(n, b)| (n.clone(), b.clone())).collect()
+}
+
+/// The index tables of an image (their names).
+fn tables_of(image: &Files) -> Vec<String> {
+    image.keys().filter(|name| name.starts_with(INDEX_PREFIX) && name.ends_with(".tbl")).cloned().collect()
+}
+
+fn damage_index(
     rng: &mut Rng,
-    damage: CheckpointDamage,
+    damage: IndexDamage,
     image: &mut Files,
     earlier: &[Snapshot],
     later: &[Snapshot],
 ) -> bool {
-    let pick_checkpoint = |rng: &mut Rng, snapshots: &[Snapshot]| {
-        let with: Vec<_> = snapshots.iter().filter_map(|snapshot| snapshot.files.get(CHECKPOINT)).collect();
+    let pick_index = |rng: &mut Rng, snapshots: &[Snapshot]| {
+        let with: Vec<Files> =
+            snapshots.iter().map(|snapshot| index_of(&snapshot.files)).filter(|index| !index.is_empty()).collect();
         (!with.is_empty()).then(|| with[rng.range_usize(0, with.len())].clone())
     };
     match damage {
-        CheckpointDamage::Missing => image.remove(CHECKPOINT).is_some(),
-        CheckpointDamage::Stale | CheckpointDamage::Future => {
-            let from = if damage == CheckpointDamage::Stale { earlier } else { later };
-            match pick_checkpoint(rng, from) {
-                Some(checkpoint) if image.get(CHECKPOINT) != Some(&checkpoint) => {
-                    image.insert(CHECKPOINT.into(), checkpoint);
+        IndexDamage::Missing => {
+            let had = !tables_of(image).is_empty();
+            *image = without_index(image);
+            had
+        }
+        IndexDamage::Stale | IndexDamage::Future => {
+            let from = if damage == IndexDamage::Stale { earlier } else { later };
+            match pick_index(rng, from) {
+                Some(index) if index != index_of(image) => {
+                    *image = without_index(image);
+                    image.extend(index);
                     true
                 }
                 _ => false,
             }
         }
-        CheckpointDamage::Garbage => {
-            let len = rng.range_usize(0, 300);
-            image.insert(CHECKPOINT.into(), Arc::new(rng.bytes(len)));
-            true
-        }
-        CheckpointDamage::BitFlip | CheckpointDamage::Truncated => {
-            let Some(current) = image.get(CHECKPOINT) else { return false };
-            let mut bytes = current.to_vec();
-            if damage == CheckpointDamage::BitFlip {
-                let at = rng.range_usize(0, bytes.len());
-                bytes[at] ^= 1 << rng.range_usize(0, 8);
-            } else {
-                bytes.truncate(rng.range_usize(0, bytes.len()));
+        IndexDamage::Garbage | IndexDamage::BitFlip | IndexDamage::Truncated => {
+            let tables = tables_of(image);
+            if tables.is_empty() {
+                return false;
             }
-            image.insert(CHECKPOINT.into(), Arc::new(bytes));
+            let name = tables[rng.range_usize(0, tables.len())].clone();
+            let mut bytes = image[&name].to_vec();
+            match damage {
+                IndexDamage::Garbage => {
+                    let len = rng.range_usize(0, 3 * PAGE_BYTES);
+                    bytes = rng.bytes(len);
+                }
+                IndexDamage::BitFlip => {
+                    let at = rng.range_usize(0, PAGE_BYTES.min(bytes.len()));
+                    bytes[at] ^= 1 << rng.range_usize(0, 8);
+                }
+                _ => bytes.truncate(rng.range_usize(0, bytes.len())),
+            }
+            image.insert(name, Arc::new(bytes));
             true
         }
     }
@@ -520,7 +563,9 @@ fn image_key(image: &Files) -> u64 {
 fn write_image(root: &Path, image: &Files) -> tempfile::TempDir {
     let dir = tempfile::tempdir_in(root).unwrap();
     for (name, bytes) in image {
-        std::fs::write(dir.path().join(name), &**bytes).unwrap();
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &**bytes).unwrap();
     }
     dir
 }
@@ -600,9 +645,9 @@ enum AfterRecovery<'a> {
     /// A retry of the first lost transaction's first events, same sizes, new contents: a random number of
     /// them, or (with a hint) exactly those whose bytes were lost with the dropped pages.
     Retry(Option<&'a StaleHint>),
-    /// One event to a new stream, after an image with a checkpoint from a later snapshot: a checkpoint that
-    /// claims more than the synced log holds means synced data is damaged, so refusing the image as
-    /// `Corrupt` is as right as ignoring the checkpoint. Opening it with wrong contents is not.
+    /// One event to a new stream, after an image with the index of a later snapshot: an index that claims
+    /// more than the synced log holds means synced data is damaged, so refusing the image as `Corrupt` is as
+    /// right as ignoring the index. Opening it with wrong contents is not.
     FreshEventUnlessCorrupt,
 }
 
@@ -626,7 +671,7 @@ fn check_image(
     let dir = write_image(root, image);
     let store = match Store::open_with(dir.path(), options()) {
         Ok(store) => store,
-        // Only a checkpoint claiming more than the synced log holds (no power cut leaves one: it is written
+        // Only an index claiming more than the synced log holds (no power cut leaves one: a table is written
         // after a sync of everything it covers) may be refused instead of ignored.
         Err(Error::Corrupt { .. }) if after.corrupt_allowed() => return None,
         Err(err) => panic!("{ctx}: open failed: {err}"),
@@ -757,6 +802,24 @@ fn expect_corrupt(root: &Path, image: &Files, ctx: &str) {
     }
 }
 
+/// Like [`expect_corrupt`], for damage that an open with the index need not read (segment headers and sizes
+/// are checked when a segment is first mapped, and an open maps only the segments it reads): the open fails
+/// with `Corrupt`, or reading the whole log does.
+fn expect_corrupt_at_open_or_read(root: &Path, image: &Files, ctx: &str) {
+    let dir = write_image(root, image);
+    match Store::open_with(dir.path(), options()) {
+        Err(Error::Corrupt { .. }) => {}
+        Err(other) => panic!("{ctx}: expected Error::Corrupt, got {other}"),
+        Ok(store) => {
+            let error = store.read_all(0).map_or_else(Some, |events| events.filter_map(Result::err).next());
+            assert!(
+                matches!(error, Some(Error::Corrupt { .. })),
+                "{ctx}: damaged synced bytes were not reported when read: {error:?}"
+            );
+        }
+    }
+}
+
 fn read_all_lenient(store: &Store) -> usize {
     store.read_all(0).map(|events| events.take_while(Result::is_ok).count()).unwrap_or(0)
 }
@@ -766,10 +829,10 @@ fn segment_names(image: &Files) -> Vec<String> {
 }
 
 /// An image with several segments, its sealed segments' and last segment's records, and the same image
-/// without its checkpoint (so that the index is rebuilt from the whole log).
+/// without its index (so that the index is rebuilt from the whole log).
 struct DamageTarget<'a> {
     image: &'a Files,
-    without_checkpoint: Files,
+    without_index: Files,
     segments: Vec<String>,
     /// Records (start, position, txn_after, length) of the last segment that a later transaction's record
     /// follows: those were synced before that record was written, and its `synced_before` says so.
@@ -780,8 +843,7 @@ impl<'a> DamageTarget<'a> {
     fn new(image: &'a Files, ctx: &str) -> Self {
         let segments = segment_names(image);
         assert!(segments.len() >= 3, "{ctx}: the script should fill at least three segments");
-        let mut without_checkpoint = image.clone();
-        without_checkpoint.remove(CHECKPOINT);
+        let without_index = without_index(image);
         let last_frames = frames_from(&image[segments.last().unwrap()], SEGMENT_HEADER_BYTES);
         // Drop the last transaction: nothing written after it proves it was synced.
         let ends: Vec<usize> = last_frames.iter().enumerate().filter(|(_, f)| f.2 == 0).map(|(i, _)| i).collect();
@@ -789,7 +851,7 @@ impl<'a> DamageTarget<'a> {
             0 | 1 => Vec::new(),
             n => last_frames[..=ends[n - 2]].to_vec(),
         };
-        DamageTarget { image, without_checkpoint, segments, last_synced }
+        DamageTarget { image, without_index, segments, last_synced }
     }
 
     fn sealed(&self, rng: &mut Rng) -> &String {
@@ -810,7 +872,7 @@ fn with_file(image: &Files, name: &str, change: impl FnOnce(&mut Vec<u8>)) -> Fi
 }
 
 /// Damage to synced bytes other than a zeroed record start: every case must be refused as `Corrupt` (or,
-/// with a checkpoint that skips the damaged segment, read back as `Corrupt`).
+/// with an index that skips the damaged segment, read back as `Corrupt`).
 fn check_deliberate_damage(root: &Path, target: &DamageTarget, rng: &mut Rng, ctx: &str) -> usize {
     let mut cases = 0;
     let sealed = target.sealed(rng).clone();
@@ -819,16 +881,16 @@ fn check_deliberate_damage(root: &Path, target: &DamageTarget, rng: &mut Rng, ct
     // A flipped bit inside a record of a sealed segment, the index rebuilt from the log.
     let (start, position, _, len) = *rng.pick(&sealed_frames);
     let (at, bit) = (rng.range_usize(start, start + len), rng.range_usize(0, 8));
-    let damaged = with_file(&target.without_checkpoint, &sealed, |bytes| bytes[at] ^= 1 << bit);
+    let damaged = with_file(&target.without_index, &sealed, |bytes| bytes[at] ^= 1 << bit);
     expect_corrupt(root, &damaged, &format!("{ctx}: bit flip at byte {at} of {sealed} (record {position})"));
     cases += 1;
 
-    // The same with the checkpoint in place: opening may succeed, but the damaged record is never shown.
+    // The same with the index in place: opening may succeed, but the damaged record is never shown.
     let damaged = with_file(target.image, &sealed, |bytes| bytes[at] ^= 1 << bit);
     let dir = write_image(root, &damaged);
     match Store::open_with(dir.path(), options()) {
         Err(Error::Corrupt { .. }) => {}
-        Err(other) => panic!("{ctx}: damaged sealed segment with checkpoint: expected Corrupt, got {other}"),
+        Err(other) => panic!("{ctx}: damaged sealed segment with its index: expected Corrupt, got {other}"),
         Ok(store) => {
             let results: Vec<_> = store.read_all(0).unwrap().collect();
             assert!(
@@ -846,17 +908,19 @@ fn check_deliberate_damage(root: &Path, target: &DamageTarget, rng: &mut Rng, ct
         let (start, position, _, len) = *rng.pick(&target.last_synced);
         let at = rng.range_usize(start, start + len);
         let bit = rng.range_usize(0, 8);
-        let damaged = with_file(&target.without_checkpoint, target.last(), |bytes| bytes[at] ^= 1 << bit);
+        let damaged = with_file(&target.without_index, target.last(), |bytes| bytes[at] ^= 1 << bit);
         let last = target.last();
         expect_corrupt(root, &damaged, &format!("{ctx}: bit flip at byte {at} of {last} (synced record {position})"));
         cases += 1;
     }
 
-    // A damaged segment header.
+    // A damaged segment header: at open without the index (which reads every segment), and when read with it.
     let at = rng.range_usize(0, SEGMENT_HEADER_BYTES);
-    let damaged = with_file(target.image, &sealed, |bytes| bytes[at] ^= 0x10);
+    let damaged = with_file(&target.without_index, &sealed, |bytes| bytes[at] ^= 0x10);
     expect_corrupt(root, &damaged, &format!("{ctx}: damaged header byte {at} of {sealed}"));
-    cases += 1;
+    let damaged = with_file(target.image, &sealed, |bytes| bytes[at] ^= 0x10);
+    expect_corrupt_at_open_or_read(root, &damaged, &format!("{ctx}: damaged header byte {at} of {sealed}, index"));
+    cases += 2;
 
     // A missing middle segment.
     let mut damaged = target.image.clone();
@@ -865,14 +929,16 @@ fn check_deliberate_damage(root: &Path, target: &DamageTarget, rng: &mut Rng, ct
     expect_corrupt(root, &damaged, &format!("{ctx}: missing segment {middle}"));
     cases += 1;
 
-    // A truncated sealed segment.
-    let damaged = with_file(target.image, &sealed, |bytes| bytes.truncate(bytes.len() - PAGE_BYTES));
+    // A truncated sealed segment, likewise.
+    let damaged = with_file(&target.without_index, &sealed, |bytes| bytes.truncate(bytes.len() - PAGE_BYTES));
     expect_corrupt(root, &damaged, &format!("{ctx}: truncated {sealed}"));
-    cases += 1;
+    let damaged = with_file(target.image, &sealed, |bytes| bytes.truncate(bytes.len() - PAGE_BYTES));
+    expect_corrupt_at_open_or_read(root, &damaged, &format!("{ctx}: truncated {sealed}, index"));
+    cases += 2;
 
-    // A sealed segment whose last record reads as the end of the log (zeros), without a checkpoint.
+    // A sealed segment whose last record reads as the end of the log (zeros), without the index.
     if let Some(&(start, position, _, _)) = sealed_frames.last() {
-        let damaged = with_file(&target.without_checkpoint, &sealed, |bytes| bytes[start..].fill(0));
+        let damaged = with_file(&target.without_index, &sealed, |bytes| bytes[start..].fill(0));
         expect_corrupt(root, &damaged, &format!("{ctx}: zeroed last record (position {position}) of sealed {sealed}"));
         cases += 1;
     }
@@ -984,20 +1050,20 @@ fn power_cut_images_keep_every_acknowledged_event_and_no_partial_transaction() {
             let image = cut_towards_final(&mut rng, base, &scenario.final_files);
             candidates.push((format!("{label}: later writes cut"), image, fresh));
         }
-        let damage = *rng.pick(&CHECKPOINT_DAMAGES);
-        let (mut image, what) = if damage == CheckpointDamage::Future {
+        let damage = *rng.pick(&INDEX_DAMAGES);
+        let (mut image, what) = if damage == IndexDamage::Future {
             (base.clone(), "the synced image".to_owned())
         } else {
             let tear = *rng.pick(&TEARS);
             (torn_image(&mut rng, tear, base, next, &mut None), format!("unsynced writes torn ({tear:?})"))
         };
         let (earlier, later) = (&scenario.snapshots[..k], &scenario.snapshots[k + 1..]);
-        if damage_checkpoint(&mut rng, damage, &mut image, earlier, later) {
+        if damage_index(&mut rng, damage, &mut image, earlier, later) {
             let after = match damage {
-                CheckpointDamage::Future => AfterRecovery::FreshEventUnlessCorrupt,
+                IndexDamage::Future => AfterRecovery::FreshEventUnlessCorrupt,
                 _ => fresh,
             };
-            candidates.push((format!("{label}: {what}, checkpoint {damage:?}"), image, after));
+            candidates.push((format!("{label}: {what}, index {damage:?}"), image, after));
         }
 
         for (ctx, image, after) in candidates {
@@ -1014,7 +1080,7 @@ fn power_cut_images_keep_every_acknowledged_event_and_no_partial_transaction() {
         }
     }
     println!(
-        "{images} distinct crash images checked ({torn} that lost unacknowledged transactions; {refused} with a checkpoint from \
+        "{images} distinct crash images checked ({torn} that lost unacknowledged transactions; {refused} with an index from \
          the future refused as corrupt)"
     );
     assert!(images >= 300, "seed {}: only {images} distinct images", scenario.seed);
@@ -1091,7 +1157,7 @@ fn a_zeroed_synced_record_in_the_last_segment_is_reported_as_corrupt() {
             continue;
         }
         let (start, position, _, _) = *rng.pick(&target.last_synced);
-        let damaged = with_file(&target.without_checkpoint, target.last(), |bytes| bytes[start..start + 16].fill(0));
+        let damaged = with_file(&target.without_index, target.last(), |bytes| bytes[start..start + 16].fill(0));
         let last = target.last();
         expect_corrupt(
             &scenario.root,
@@ -1223,7 +1289,11 @@ fn check_power_cut(
             known.all().len()
         );
     }
-    let image: Files = disk.image(dir).into_iter().map(|(name, bytes)| (name, Arc::new(bytes))).collect();
+    let image: Files = disk
+        .image(dir)
+        .into_iter()
+        .map(|(name, bytes)| (name.to_string_lossy().into_owned(), Arc::new(bytes)))
+        .collect();
     let ctx = format!("{ctx}: power cut");
     check_image(root, &image, &known.model(), known.txns.len(), AfterRecovery::FreshEvent, rng, &ctx);
 }
@@ -1497,7 +1567,7 @@ fn damage_to_synced_bytes_around_long_zero_payloads_is_corrupt_never_a_silent_cu
                 .copied()
         };
         let mut check = |what: String, change: &dyn Fn(&mut Vec<u8>)| {
-            let damaged = with_file(&target.without_checkpoint, &last, |bytes| change(bytes));
+            let damaged = with_file(&target.without_index, &last, |bytes| change(bytes));
             let Some((start, position, _, len)) = first_damaged(&damaged[&last]) else {
                 panic!("{ctx}: {what} changes no record");
             };

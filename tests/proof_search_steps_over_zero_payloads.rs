@@ -46,7 +46,7 @@ fn crash_image_with(options: Options, group: [EventData; 2]) -> tempfile::TempDi
     let image = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), image.path());
     drop(store);
-    assert!(!image.path().join(support::CHECKPOINT).exists(), "no checkpoint covers the records");
+    assert!(support::index_tables(image.path()).is_empty(), "no index table covers the records");
     image
 }
 

@@ -9,7 +9,7 @@ mod support;
 
 use annals::{EventData, ExpectedVersion, Store};
 use support::{
-    assert_store_matches_model, read_all, read_stream, read_stream_backwards, remove_checkpoint, segment_paths,
+    assert_store_matches_model, read_all, read_stream, read_stream_backwards, remove_index, segment_paths,
     small_options, Model, Rng,
 };
 use uuid::Uuid;
@@ -76,7 +76,7 @@ fn assert_nothing_past_the_end(store: &Store, model: &Model) {
 
 fn run(index_interval_events: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let options = || small_options(4096, index_interval_events);
+    let options = || small_options(4096);
     let store = Store::open_with(dir.path(), options()).unwrap();
     let mut model = Model::default();
     fill(&store, &mut model, u64::from(index_interval_events));
@@ -92,14 +92,14 @@ fn run(index_interval_events: u32) {
     store.close().unwrap();
 
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert!(store.recovery_report().checkpoint_used);
+    assert!(support::opened_from_index(&store));
     assert_store_matches_model(&store, &model, &format!("{context}, reopened"));
     assert_nothing_past_the_end(&store, &model);
     drop(store);
 
-    remove_checkpoint(dir.path());
+    remove_index(dir.path());
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert!(!store.recovery_report().checkpoint_used);
+    assert!(store.recovery_report().index_tables == 0);
     assert_store_matches_model(&store, &model, &format!("{context}, rebuilt"));
     assert_nothing_past_the_end(&store, &model);
 }
@@ -122,7 +122,7 @@ fn every_read_from_every_start_matches_the_model_with_index_interval_7() {
 #[test]
 fn an_empty_store_reads_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), small_options(4096, 4)).unwrap();
+    let store = Store::open_with(dir.path(), small_options(4096)).unwrap();
     assert_eq!(store.head_position(), None);
     assert_eq!(store.stream_count(), 0);
     assert_nothing_past_the_end(&store, &Model::default());

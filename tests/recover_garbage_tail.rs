@@ -1,5 +1,5 @@
 //! Garbage after the last record is cut on reopen and nothing before it is lost: with random bytes of many
-//! lengths written right after the last record, or further on with zeros between, and the index checkpoint
+//! lengths written right after the last record, or further on with zeros between, and the persistent index
 //! current or deleted, reopening (also twice) shows exactly the records there were, the store appends at the
 //! right offset and position, no garbage byte is left after the new record, and reopening is stable. In
 //! particular, intact frames left further on in the segment by an unsynced write (whose first pages were lost in
@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 
 use annals::{Durability, EventData, ExpectedVersion, Options, Store, StreamAppend};
 use support::{
-    copy_dir, overwrite, raw_frames, read_all, remove_checkpoint, segment_paths, small_options, state, RawFrame, Rng,
-    State,
+    copy_dir, overwrite, raw_frames, read_all, remove_index, segment_paths, small_options, state, RawFrame, Rng, State,
 };
 
 const SEGMENT_SIZE: usize = 64 << 10;
@@ -27,7 +26,7 @@ const SEGMENT_SIZE: usize = 64 << 10;
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
 fn options() -> Options {
-    small_options(SEGMENT_SIZE as u64, 4)
+    small_options(SEGMENT_SIZE as u64)
 }
 
 /// A closed store with a few events, its state, and where its last record ends.
@@ -94,21 +93,20 @@ fn check_recovered(dir: &Path, segment: &Path, end: usize, expected: &State, ret
     assert_eq!(store.recovery_report().tail_bytes_cut, 0, "{context}: {:?}", store.recovery_report());
     assert_eq!(state(&store, &NAMES), after, "{context}: reopen after the append");
     drop(store);
-    remove_checkpoint(dir);
+    remove_index(dir);
     let store = Store::open_with(dir, options()).unwrap();
     assert_eq!(state(&store, &NAMES), after, "{context}: rebuild after the append");
 }
 
 /// Writes `garbage` at `end + gap` in a copy of the pristine store and checks recovery.
-fn check_garbage(pristine: &Pristine, gap: usize, garbage: &[u8], keep_checkpoint: bool) {
-    let context =
-        format!("{} bytes of garbage {gap} bytes after the end, checkpoint kept: {keep_checkpoint}", garbage.len());
+fn check_garbage(pristine: &Pristine, gap: usize, garbage: &[u8], keep_index: bool) {
+    let context = format!("{} bytes of garbage {gap} bytes after the end, index kept: {keep_index}", garbage.len());
     let dir = tempfile::tempdir().unwrap();
     copy_dir(pristine.dir.path(), dir.path());
     let segment = dir.path().join(pristine.segment.file_name().unwrap());
     overwrite(&segment, pristine.end + gap, garbage);
-    if !keep_checkpoint {
-        remove_checkpoint(dir.path());
+    if !keep_index {
+        remove_index(dir.path());
     }
     check_recovered(dir.path(), &segment, pristine.end, &pristine.state, &["a"], &context);
 }
@@ -119,15 +117,15 @@ fn garbage_right_after_the_last_record_is_cut() {
     let mut rng = Rng::new(0x6a5b);
     let rest = SEGMENT_SIZE - pristine.end;
     for len in [1, 3, 4, 7, 8, 9, 87, 88, 89, 100, 1000, 4096, rest] {
-        for keep_checkpoint in [true, false] {
+        for keep_index in [true, false] {
             let mut garbage = rng.bytes(len);
             // A zero first byte would read as "end of log" only by chance; test both a nonzero and a zero start.
             garbage[0] |= 1;
-            check_garbage(&pristine, 0, &garbage, keep_checkpoint);
+            check_garbage(&pristine, 0, &garbage, keep_index);
             if len > 4 {
                 garbage[..4].fill(0);
                 garbage[4] |= 1;
-                check_garbage(&pristine, 0, &garbage, keep_checkpoint);
+                check_garbage(&pristine, 0, &garbage, keep_index);
             }
         }
     }
@@ -145,10 +143,10 @@ fn garbage_further_after_the_last_record_is_cut_too() {
     let pristine = pristine();
     let mut rng = Rng::new(0x6a5c);
     for gap in [8, 512, 4088, 4096, 4104, 8192, 20_000] {
-        for keep_checkpoint in [true, false] {
+        for keep_index in [true, false] {
             let mut garbage = rng.bytes(100);
             garbage[0] |= 1;
-            check_garbage(&pristine, gap, &garbage, keep_checkpoint);
+            check_garbage(&pristine, gap, &garbage, keep_index);
         }
     }
 }
@@ -180,14 +178,14 @@ fn stale_frames_past_the_first_page_after_the_end_never_come_back() {
     assert!(survived.at - pristine.end > 4096, "the surviving pages start beyond the first page after the end");
     let future_bytes = std::fs::read(future.path().join(pristine.segment.file_name().unwrap())).unwrap();
 
-    for keep_checkpoint in [true, false] {
-        let context = format!("checkpoint kept: {keep_checkpoint}");
+    for keep_index in [true, false] {
+        let context = format!("index kept: {keep_index}");
         let dir = tempfile::tempdir().unwrap();
         copy_dir(pristine.dir.path(), dir.path());
         let segment = dir.path().join(pristine.segment.file_name().unwrap());
         overwrite(&segment, survived.at, &future_bytes[survived.at..survived_end]);
-        if !keep_checkpoint {
-            remove_checkpoint(dir.path());
+        if !keep_index {
+            remove_index(dir.path());
         }
         let store = Store::open_with(dir.path(), options()).unwrap();
         assert_eq!(state(&store, &NAMES), pristine.state, "{context}: the unsynced events are not there");
@@ -231,7 +229,7 @@ impl Shape {
 }
 
 /// A crash image whose last transaction is acknowledged but that nothing proves synced: the files copied while
-/// the store was open, after the transaction (no later record, and the checkpoint is the one the pristine
+/// the store was open, after the transaction (no later record, and the index tables are the ones the pristine
 /// store's clean close wrote, before it).
 struct WithTransaction {
     image: tempfile::TempDir,
@@ -282,12 +280,9 @@ impl WithTransaction {
 
     /// Copies the image, writes `garbage` at `at` (never leaving a byte as it was), and checks that recovery
     /// drops the whole transaction.
-    fn check(&self, pristine: &Pristine, at: usize, garbage: &[u8], keep_checkpoint: bool, what: &str) {
-        let context = format!(
-            "{:?}: {what} (bytes {at}..{}), checkpoint kept: {keep_checkpoint}",
-            self.shape,
-            at + garbage.len()
-        );
+    fn check(&self, pristine: &Pristine, at: usize, garbage: &[u8], keep_index: bool, what: &str) {
+        let context =
+            format!("{:?}: {what} (bytes {at}..{}), index kept: {keep_index}", self.shape, at + garbage.len());
         let dir = tempfile::tempdir().unwrap();
         copy_dir(self.image.path(), dir.path());
         let segment = dir.path().join(pristine.segment.file_name().unwrap());
@@ -295,8 +290,8 @@ impl WithTransaction {
         let garbage: Vec<u8> =
             garbage.iter().zip(&old[at..]).map(|(&new, &old)| if new == old { !old } else { new }).collect();
         overwrite(&segment, at, &garbage);
-        if !keep_checkpoint {
-            remove_checkpoint(dir.path());
+        if !keep_index {
+            remove_index(dir.path());
         }
         check_recovered(dir.path(), &segment, pristine.end, &pristine.state, &self.shape.streams(), &context);
     }
@@ -307,16 +302,16 @@ fn check_garbage_inside_a_transaction(shape: Shape) {
     let txn = WithTransaction::new(&pristine, shape);
     let mut rng = Rng::new(0x6a5d);
     let (start, end) = (pristine.end, txn.end());
-    for keep_checkpoint in [true, false] {
+    for keep_index in [true, false] {
         for (k, frame) in txn.frames.iter().enumerate() {
             // One whole frame garbled, the frames before and after it intact (the commit mark too, unless it is
             // the one garbled): the write of the group's middle pages was lost, and garbage landed there.
             let what = format!("frame {k} of {} garbled", txn.frames.len());
-            txn.check(&pristine, frame.at, &rng.bytes(frame.len), keep_checkpoint, &what);
+            txn.check(&pristine, frame.at, &rng.bytes(frame.len), keep_index, &what);
             // One byte of the frame changed: in its header (length, CRC, position, txn_after) or its body.
             for byte in [0, 5, 9, 64, frame.len - 1] {
                 let what = format!("byte {byte} of frame {k} changed");
-                txn.check(&pristine, frame.at + byte, &rng.bytes(1), keep_checkpoint, &what);
+                txn.check(&pristine, frame.at + byte, &rng.bytes(1), keep_index, &what);
             }
             // A length that fits, then noise.
             let mut fake = (frame.len as u32).to_le_bytes().to_vec();
@@ -325,19 +320,19 @@ fn check_garbage_inside_a_transaction(shape: Shape) {
                 &pristine,
                 frame.at,
                 &fake,
-                keep_checkpoint,
+                keep_index,
                 &format!("frame {k} replaced by a frame-like length and noise"),
             );
         }
         for _ in 0..6 {
             let from = rng.range_usize(start, end - 1);
             let to = rng.range_usize(from + 1, end + 1);
-            txn.check(&pristine, from, &rng.bytes(to - from), keep_checkpoint, "a random span garbled");
+            txn.check(&pristine, from, &rng.bytes(to - from), keep_index, "a random span garbled");
         }
         for past in [1, 8, 1000] {
             let from = rng.range_usize(start, end);
             let what = format!("garbled from inside to {past} bytes past the end");
-            txn.check(&pristine, from, &rng.bytes(end + past - from), keep_checkpoint, &what);
+            txn.check(&pristine, from, &rng.bytes(end + past - from), keep_index, &what);
         }
     }
 }

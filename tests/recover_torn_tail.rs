@@ -1,7 +1,7 @@
 //! A transaction torn at any byte is cut whole on reopen, and nothing before it is lost. The last transaction of
 //! a store with small segments is damaged from a cut point inside its frames to its end, both by zeroing (a
 //! write that stopped there) and by overwriting those bytes with other bytes (a write that stopped there over
-//! old content); the index checkpoint is either deleted or a stale copy taken before the last append. The last
+//! old content); the persistent index is either deleted or a stale copy taken before the last append. The last
 //! transaction is one event (torn at every byte of its frame), three events of one stream in one `append`, or
 //! an `append_multi` over two existing streams and one the store has never seen (torn in every frame: at every
 //! header field, in the body, at the last bytes). Each time, reopening shows exactly the records before the
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use annals::{AppendResult, EventData, ExpectedVersion, Options, Store, StreamAppend};
 use support::{
-    copy_dir, overwrite, raw_frames, read_all, segment_paths, small_options, state, RawFrame, Rng, State, CHECKPOINT,
+    copy_dir, overwrite, raw_frames, read_all, segment_paths, small_options, state, RawFrame, Rng, State, INDEX_DIR,
 };
 
 const SEGMENT_SIZE: usize = 4096;
@@ -27,7 +27,7 @@ const NEW_STREAM: &str = "n";
 const NAMES: [&str; 6] = ["s0", "s1", "s2", "s3", "f", NEW_STREAM];
 
 fn options() -> Options {
-    small_options(SEGMENT_SIZE as u64, 3)
+    small_options(SEGMENT_SIZE as u64)
 }
 
 /// What the torn (last) transaction holds.
@@ -82,8 +82,8 @@ struct Pristine {
     /// The last transaction's frames, in order, and the segment file they are in.
     torn: Vec<RawFrame>,
     last_segment: PathBuf,
-    /// The index checkpoint as of the state before the last append.
-    stale_checkpoint: Vec<u8>,
+    /// The index as of the state before the last append (its `index/` directory).
+    stale_index: tempfile::TempDir,
 }
 
 impl Pristine {
@@ -121,7 +121,8 @@ fn pristine(shape: Shape, alone_in_a_new_segment: bool) -> Pristine {
     }
     let before = state(&store, &NAMES);
     store.close().unwrap();
-    let stale_checkpoint = std::fs::read(dir.path().join(CHECKPOINT)).unwrap();
+    let stale_index = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join(INDEX_DIR), stale_index.path());
 
     let store = Store::open_with(dir.path(), options()).unwrap();
     let parts: Vec<StreamAppend> = shape
@@ -156,11 +157,11 @@ fn pristine(shape: Shape, alone_in_a_new_segment: bool) -> Pristine {
     } else {
         assert!(frames.len() > count + 1, "the last transaction follows others in its segment");
     }
-    Pristine { dir, shape, before, torn, last_segment, stale_checkpoint }
+    Pristine { dir, shape, before, torn, last_segment, stale_index }
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Checkpoint {
+enum Index {
     Deleted,
     Stale,
 }
@@ -188,11 +189,11 @@ fn retry_parts(pristine: &Pristine) -> Vec<StreamAppend> {
 }
 
 /// Tears a copy of the pristine store at `cut` and checks recovery.
-fn check_tear(pristine: &Pristine, cut: usize, tear: Tear, checkpoint: Checkpoint, rng: &mut Rng) {
+fn check_tear(pristine: &Pristine, cut: usize, tear: Tear, index: Index, rng: &mut Rng) {
     let frame_no = pristine.torn.iter().rposition(|frame| frame.at <= cut).unwrap();
     let frame_at = pristine.torn[frame_no].at;
     let context = format!(
-        "{:?}: cut at byte {} of frame {frame_no} of the transaction, {tear:?}, checkpoint {checkpoint:?}",
+        "{:?}: cut at byte {} of frame {frame_no} of the transaction, {tear:?}, index {index:?}",
         pristine.shape,
         cut - frame_at
     );
@@ -206,9 +207,11 @@ fn check_tear(pristine: &Pristine, cut: usize, tear: Tear, checkpoint: Checkpoin
         Tear::Overwritten => rng.bytes(end - cut).into_iter().map(|b| if b == 0x5A { 0xA5 } else { b }).collect(),
     };
     overwrite(&segment, cut, &tail);
-    match checkpoint {
-        Checkpoint::Deleted => std::fs::remove_file(dir.path().join(CHECKPOINT)).unwrap(),
-        Checkpoint::Stale => std::fs::write(dir.path().join(CHECKPOINT), &pristine.stale_checkpoint).unwrap(),
+    // The index the close after the torn append wrote covers the torn records: it would vouch for them.
+    support::remove_index(dir.path());
+    if let Index::Stale = index {
+        std::fs::create_dir(dir.path().join(INDEX_DIR)).unwrap();
+        copy_dir(pristine.stale_index.path(), &dir.path().join(INDEX_DIR));
     }
 
     let store = Store::open_with(dir.path(), options()).unwrap_or_else(|err| panic!("{context}: open: {err}"));
@@ -265,11 +268,11 @@ fn check_tear(pristine: &Pristine, cut: usize, tear: Tear, checkpoint: Checkpoin
 fn check_cuts(pristine: &Pristine, cuts: impl IntoIterator<Item = usize>) {
     let mut rng = Rng::new(0x7ea2);
     for cut in cuts {
-        check_tear(pristine, cut, Tear::Zeroed, Checkpoint::Deleted, &mut rng);
-        check_tear(pristine, cut, Tear::Zeroed, Checkpoint::Stale, &mut rng);
-        // Overwritten tails alternate between the checkpoint variants: every cut is still torn both ways.
-        let checkpoint = if cut % 2 == 0 { Checkpoint::Deleted } else { Checkpoint::Stale };
-        check_tear(pristine, cut, Tear::Overwritten, checkpoint, &mut rng);
+        check_tear(pristine, cut, Tear::Zeroed, Index::Deleted, &mut rng);
+        check_tear(pristine, cut, Tear::Zeroed, Index::Stale, &mut rng);
+        // Overwritten tails alternate between the index variants: every cut is still torn both ways.
+        let index = if cut % 2 == 0 { Index::Deleted } else { Index::Stale };
+        check_tear(pristine, cut, Tear::Overwritten, index, &mut rng);
     }
 }
 
@@ -335,7 +338,7 @@ fn the_recovery_report_counts_the_bytes_of_a_torn_record() {
     let last = pristine.torn[0];
     let half = last.len / 2;
     overwrite(&segment, last.at + half, &vec![0; last.len - half]);
-    std::fs::remove_file(dir.path().join(CHECKPOINT)).unwrap();
+    support::remove_index(dir.path());
     let store = Store::open_with(dir.path(), options()).unwrap();
     assert_eq!(state(&store, &NAMES), pristine.before);
     let report = store.recovery_report();

@@ -1,26 +1,28 @@
 //! After a clean close, reopening shows exactly the same store: every event with every field (ids and
 //! timestamps included), every stream version, the head position, the stream count, and every read path
-//! compared with a model. It holds whatever state the index checkpoint is in, and the recovery report shows
-//! the outcome `format-spec.md` §6.3 prescribes for each: present and current (used, nothing replayed); deleted
-//! (rebuilt from the log, not counted as rejected); replaced by garbage, truncated or bit-flipped (rejected by
-//! its length or CRC check, then rebuilt); taken with another index interval (rejected for the interval);
-//! copied from another store (rejected: its end lies in a segment this store does not have); or replaced by a
-//! stale copy from earlier in the store's life: empty, at a clean close, at a segment roll (used, and exactly
-//! the records after the ones it covers replayed). Each reopened store keeps appending at the right offsets and
-//! positions and reopens stably.
+//! compared with a model. It holds whatever state the persistent index is in, and the recovery report shows the
+//! outcome `format-spec.md` §6 prescribes for each: present and current (used, nothing replayed); deleted
+//! (rebuilt from the log, nothing rejected); a table whose header is damaged (rejected with that table's name,
+//! the tables from it on dropped and the log after the ones before it replayed); a stale copy from earlier in
+//! the store's life (empty, at a clean close, at a segment roll: used, and exactly the records after the ones
+//! it covers replayed); the index of another store (rejected: its tables do not describe this log). Each
+//! reopened store keeps appending at the right offsets and positions and reopens stably. Damage inside a
+//! table's pages (past its header) is reported as `Corrupt` naming the table file where it is read, and by
+//! `Store::verify`; deleting the table rebuilds it.
 
 mod support;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use annals::{EventData, ExpectedVersion, Options, Store};
+use annals::{Error, EventData, ExpectedVersion, Options, Store};
 use support::{
-    assert_store_matches_model, copy_dir, flip_byte, read_all, remove_checkpoint, segment_paths, small_options, state,
-    Model, Rng, State, CHECKPOINT,
+    assert_indexed_reads_match_model, assert_store_matches_model, copy_dir, flip_byte, index_tables, read_all,
+    segment_paths, small_options, state, Model, Rng, State, INDEX_DIR,
 };
 
 fn options() -> Options {
-    small_options(4096, 4)
+    small_options(4096)
 }
 
 /// Appends `count` appends of 1..=3 events to 6 interleaved streams.
@@ -35,20 +37,23 @@ fn append_some(store: &Store, model: &mut Model, rng: &mut Rng, count: usize) {
     }
 }
 
-/// Stale checkpoints saved along the way, with how many events each covers.
+/// A copy of a store's `index/` directory.
+fn save_index(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&dir.join(INDEX_DIR), copy.path());
+    copy
+}
+
+/// Stale indexes saved along the way, with how many events each covers.
 struct History {
     /// The directory after the final clean close.
     dir: tempfile::TempDir,
     model: Model,
     state: State,
-    stale: Vec<(&'static str, Vec<u8>, u64)>,
+    stale: Vec<(&'static str, tempfile::TempDir, u64)>,
 }
 
-fn read_checkpoint(dir: &Path) -> Vec<u8> {
-    std::fs::read(dir.join(CHECKPOINT)).expect("the store wrote an index checkpoint")
-}
-
-/// Builds a store over several sessions, saving checkpoints that later become stale.
+/// Builds a store over several sessions, saving indexes that later become stale.
 fn history() -> History {
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::default();
@@ -56,28 +61,32 @@ fn history() -> History {
     let mut stale = Vec::new();
 
     Store::open_with(dir.path(), options()).unwrap().close().unwrap();
-    stale.push(("empty store", read_checkpoint(dir.path()), 0));
+    stale.push(("empty store", save_index(dir.path()), 0));
 
     let store = Store::open_with(dir.path(), options()).unwrap();
     append_some(&store, &mut model, &mut rng, 20);
     store.close().unwrap();
-    stale.push(("first session", read_checkpoint(dir.path()), model.all.len() as u64));
+    stale.push(("first session", save_index(dir.path()), model.all.len() as u64));
 
     let store = Store::open_with(dir.path(), options()).unwrap();
-    let segments = segment_paths(dir.path()).len();
+    let (segments, tables) = (segment_paths(dir.path()).len(), index_tables(dir.path()).len());
     while segment_paths(dir.path()).len() == segments {
         append_some(&store, &mut model, &mut rng, 1);
     }
-    // Appends from one thread are one group each: the checkpoint taken after the group that rolled covers
-    // every event appended so far.
-    let covered_at_roll = model.all.len() as u64;
-    // The writer thread writes a checkpoint right after the group that rolled, before it takes the next group:
-    // once one more append has returned, the checkpoint on disk is the one taken at the roll.
-    append_some(&store, &mut model, &mut rng, 1);
-    stale.push(("taken at a segment roll", read_checkpoint(dir.path()), covered_at_roll));
+    // The table of the segment the roll sealed is written in the background: wait for it (bounded).
+    let started = Instant::now();
+    while index_tables(dir.path()).len() == tables {
+        assert!(started.elapsed() < Duration::from_secs(60), "the table of a sealed segment is written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let at_roll = save_index(dir.path());
+    let newest = index_tables(dir.path()).pop().unwrap();
+    // Tables are named `<first position>-<end position>.tbl`.
+    let covered_at_roll = newest.file_stem().unwrap().to_str().unwrap()[21..].parse().unwrap();
+    stale.push(("taken at a segment roll", at_roll, covered_at_roll));
     append_some(&store, &mut model, &mut rng, 40);
     drop(store);
-    stale.push(("second session", read_checkpoint(dir.path()), model.all.len() as u64));
+    stale.push(("second session", save_index(dir.path()), model.all.len() as u64));
 
     let store = Store::open_with(dir.path(), options()).unwrap();
     append_some(&store, &mut model, &mut rng, 40);
@@ -87,33 +96,22 @@ fn history() -> History {
     History { dir, model, state, stale }
 }
 
-/// Fails the test unless the open rejected its checkpoint for a reason containing `why` and replayed the whole log.
-fn assert_rejected(report: &annals::RecoveryReport, history: &History, why: &str, context: &str) {
-    assert!(!report.checkpoint_used, "{context}: the checkpoint was used: {report:?}");
-    let reason = report.checkpoint_rejected.as_deref().unwrap_or_else(|| panic!("{context}: no reason: {report:?}"));
-    assert!(reason.contains(why), "{context}: rejected because {reason:?}, expected {why:?}");
-    assert_eq!(report.records_replayed, history.model.all.len() as u64, "{context}: a rejection replays the whole log");
-}
-
-/// Opens a copy of the final store with `checkpoint` (None: no checkpoint file) and checks it is identical.
-/// Returns the reopened store's recovery report.
-fn reopen_with(
-    history: &History,
-    checkpoint: Option<&[u8]>,
-    options: Options,
-    context: &str,
-) -> annals::RecoveryReport {
+/// Opens a copy of the final store with `index` as its `index/` directory (`None`: none) and checks it is
+/// identical. Returns the reopened store's recovery report.
+fn reopen_with(history: &History, index: Option<&Path>, context: &str) -> annals::RecoveryReport {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(history.dir.path(), dir.path());
-    match checkpoint {
-        Some(bytes) => std::fs::write(dir.path().join(CHECKPOINT), bytes).unwrap(),
-        None => remove_checkpoint(dir.path()),
+    support::remove_index(dir.path());
+    if let Some(index) = index {
+        std::fs::create_dir(dir.path().join(INDEX_DIR)).unwrap();
+        copy_dir(index, &dir.path().join(INDEX_DIR));
     }
-    let store = Store::open_with(dir.path(), options.clone()).unwrap_or_else(|err| panic!("{context}: {err}"));
+    let store = Store::open_with(dir.path(), options()).unwrap_or_else(|err| panic!("{context}: {err}"));
     let report = store.recovery_report().clone();
     assert_eq!(report.tail_bytes_cut, 0, "{context}: a clean close leaves no tail");
     assert_eq!(state(&store, &["stream-never"]), history.state, "{context}: state differs");
     assert_store_matches_model(&store, &history.model, context);
+    assert_indexed_reads_match_model(&store, &history.model, context);
 
     // It goes on where it left off, and reopens stably.
     let mut model = history.model.clone();
@@ -124,116 +122,106 @@ fn reopen_with(
     assert_eq!(result, model.append("stream-new", &events), "{context}");
     let after = state(&store, &["stream-never"]);
     store.close().unwrap();
-    let store = Store::open_with(dir.path(), options).unwrap();
-    assert!(store.recovery_report().checkpoint_used, "{context}: {:?}", store.recovery_report());
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    assert!(support::opened_from_index(&store), "{context}: {:?}", store.recovery_report());
     assert_eq!(state(&store, &["stream-never"]), after, "{context}: second reopen differs");
     assert_eq!(read_all(&store, 0).len(), model.all.len(), "{context}");
     report
 }
 
 #[test]
-fn reopen_with_the_current_checkpoint_replays_nothing_and_changes_nothing() {
+fn reopen_with_the_current_index_replays_nothing_and_changes_nothing() {
     let history = history();
-    let current = read_checkpoint(history.dir.path());
-    let report = reopen_with(&history, Some(&current), options(), "current checkpoint");
-    assert!(report.checkpoint_used, "{report:?}");
-    assert_eq!(report.checkpoint_rejected, None);
-    assert_eq!(report.records_replayed, 0, "a clean close's checkpoint covers the whole log");
+    let current = save_index(history.dir.path());
+    let report = reopen_with(&history, Some(current.path()), "current index");
+    assert!(report.index_tables > 0 && report.index_rejected.is_none(), "{report:?}");
+    assert_eq!(report.records_replayed, 0, "a clean close's index covers the whole log");
 }
 
 #[test]
-fn reopen_without_a_checkpoint_rebuilds_the_same_index() {
+fn reopen_without_an_index_rebuilds_the_same_index() {
     let history = history();
-    let report = reopen_with(&history, None, options(), "no checkpoint");
-    assert!(!report.checkpoint_used);
-    assert_eq!(report.checkpoint_rejected, None, "a missing checkpoint is not a rejected one");
+    let report = reopen_with(&history, None, "no index");
+    assert_eq!((report.index_tables, report.index_rejected.as_deref()), (0, None), "a missing index is not rejected");
     assert_eq!(report.records_replayed, history.model.all.len() as u64);
 }
 
 #[test]
-fn a_damaged_checkpoint_is_rejected_and_the_index_rebuilt() {
+fn a_table_with_a_damaged_header_is_rejected_and_the_log_after_the_others_replayed() {
     let history = history();
-    let current = read_checkpoint(history.dir.path());
-    let mut rng = Rng::new(0xbad);
-    let mut damaged: Vec<(String, Vec<u8>)> = vec![
-        ("empty file".into(), Vec::new()),
-        ("ten bytes".into(), rng.bytes(10)),
-        ("random, the checkpoint's length".into(), rng.bytes(current.len())),
-        ("random, 64 KiB".into(), rng.bytes(64 << 10)),
-        ("zeros".into(), vec![0; current.len()]),
-        ("truncated by 4 bytes".into(), current[..current.len() - 4].to_vec()),
-        ("truncated to half".into(), current[..current.len() / 2].to_vec()),
-        ("one byte appended".into(), [&current[..], &[0]].concat()),
-    ];
-    for at in [0, 8, 12, 16, 24, 32, 40, 48, 56, 57, current.len() / 2, current.len() - 5, current.len() - 1] {
-        let mut bytes = current.clone();
-        bytes[at] ^= 0x10;
-        damaged.push((format!("byte {at} flipped"), bytes));
-    }
-    for (what, bytes) in damaged {
-        let report = reopen_with(&history, Some(&bytes), options(), &what);
-        // The first two checks of format-spec §6.3 decide: at least 60 bytes, then the CRC over all but the
-        // last 4. Every damage here fails one of them (its CRC is checked below, independently of the engine).
-        let why = if bytes.len() < 60 { "shorter than its fixed part" } else { "CRC mismatch" };
-        if bytes.len() >= 60 {
-            let (body, crc) = bytes.split_at(bytes.len() - 4);
-            assert_ne!(crc32fast::hash(body).to_le_bytes(), crc, "{what}: the damage must break the CRC");
+    let tables = index_tables(history.dir.path());
+    assert!(tables.len() >= 2, "{tables:?}");
+    let total = history.model.all.len() as u64;
+    for (which, table) in [("the first table", &tables[0]), ("the last table", tables.last().unwrap())] {
+        for at in [0, 8, 16, 24, 32, 40, 100, 200, 4091] {
+            let context = format!("{which}, header byte {at} flipped");
+            let index = save_index(history.dir.path());
+            let damaged = index.path().join(table.file_name().unwrap());
+            flip_byte(&damaged, at, 0x10);
+            let report = reopen_with(&history, Some(index.path()), &context);
+            let name = table.file_name().unwrap().to_str().unwrap();
+            let reason = report.index_rejected.as_deref().unwrap_or_else(|| panic!("{context}: {report:?}"));
+            assert!(reason.contains(name), "{context}: {reason}");
+            // Replay resumes where the last table before the damaged one ends.
+            let first_dropped: u64 = name[..20].parse().unwrap();
+            assert_eq!(report.records_replayed, total - first_dropped, "{context}: {report:?}");
         }
-        assert_rejected(&report, &history, why, &what);
     }
 }
 
 #[test]
-fn a_checkpoint_taken_with_another_index_interval_is_rejected() {
-    let history = history();
-    let current = read_checkpoint(history.dir.path());
-    for interval in [1, 3, 32] {
-        let context = format!("interval {interval}");
-        let report = reopen_with(&history, Some(&current), small_options(4096, interval), &context);
-        assert_rejected(&report, &history, "index interval", &context);
-    }
-}
-
-#[test]
-fn a_stale_checkpoint_is_used_and_the_rest_replayed() {
-    // A stale checkpoint (covering less than the log holds) passes every check of format-spec §6.3: its last
-    // record is intact and where it says. It is the normal case after a crash between two checkpoints.
+fn a_stale_index_is_used_and_the_rest_replayed() {
+    // A stale index (covering less than the log holds) checks out against the log: each table's last record
+    // is intact and where it says. It is the normal case after a crash between two rolls.
     let history = history();
     let total = history.model.all.len() as u64;
     assert_eq!(history.stale.len(), 4);
-    for (what, bytes, covered) in &history.stale {
-        let report = reopen_with(&history, Some(bytes), options(), what);
-        assert!(report.checkpoint_used, "{what}: a stale but valid checkpoint was not used: {report:?}");
-        assert_eq!(report.checkpoint_rejected, None, "{what}");
-        assert!(*covered < total, "{what}: the checkpoint is stale");
+    for (what, index, covered) in &history.stale {
+        let report = reopen_with(&history, Some(index.path()), what);
+        assert_eq!(report.index_rejected, None, "{what}: a stale but valid index was rejected: {report:?}");
+        assert!(*covered < total, "{what}: the index is stale");
         assert_eq!(report.records_replayed, total - covered, "{what}: replay starts after what it covers");
     }
 }
 
 #[test]
-fn a_checkpoint_copied_from_another_store_does_not_change_what_is_read() {
+fn the_index_of_another_store_is_rejected_and_rebuilt() {
     let history = history();
-    // Another store with the same stream names but other event sizes: its locators point elsewhere.
+    // Another store with the same stream names but other event sizes: its tables describe another log.
     let other = tempfile::tempdir().unwrap();
     let store = Store::open_with(other.path(), options()).unwrap();
     let mut rng = Rng::new(0x07e5);
     append_some(&store, &mut Model::default(), &mut rng, 120);
     store.close().unwrap();
-    assert!(segment_paths(other.path()).len() > segment_paths(history.dir.path()).len());
-    let foreign = read_checkpoint(other.path());
-    let report = reopen_with(&history, Some(&foreign), options(), "checkpoint of another store");
-    // §6.3 check 7: the other store is longer, so the checkpoint's end lies in a segment this one lacks.
-    assert_rejected(&report, &history, "its end lies in a missing segment", "checkpoint of another store");
+    let foreign = save_index(other.path());
+    let report = reopen_with(&history, Some(foreign.path()), "index of another store");
+    assert!(report.index_rejected.is_some(), "{report:?}");
+    assert_eq!(report.records_replayed, history.model.all.len() as u64, "{report:?}");
 }
 
 #[test]
-fn a_damaged_checkpoint_in_place_never_reaches_the_reader() {
-    // The same as above, damaging the file where it lies instead of writing a new one.
+fn damage_inside_a_table_is_reported_where_it_is_read_and_a_deleted_table_is_rebuilt() {
     let history = history();
     let dir = tempfile::tempdir().unwrap();
     copy_dir(history.dir.path(), dir.path());
-    flip_byte(&dir.path().join(CHECKPOINT), 30, 0xFF);
+    let table = index_tables(dir.path()).remove(0);
+    // Every page after the header: whichever holds what a read needs, the read says so.
+    let pages = std::fs::metadata(&table).unwrap().len() / 4096;
+    for page in 1..pages {
+        flip_byte(&table, (page * 4096 + 100) as usize, 0x01);
+    }
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert_eq!(store.recovery_report().checkpoint_rejected.as_deref(), Some("CRC mismatch"));
+    assert!(support::opened_from_index(&store), "the header checks out: {:?}", store.recovery_report());
+    let names_table = |err: &Error| matches!(err, Error::Corrupt { file, .. } if *file == table);
+    let read = store.read_stream("stream-0", 0).unwrap().find_map(Result::err);
+    assert!(read.as_ref().is_some_and(names_table), "{read:?}");
+    let problem = store.verify().unwrap().problem;
+    assert!(problem.as_ref().is_some_and(names_table), "{problem:?}");
+    store.close().unwrap();
+
+    std::fs::remove_file(&table).unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    assert!(store.recovery_report().records_replayed > 0);
     assert_eq!(state(&store, &["stream-never"]), history.state);
+    assert!(store.verify().unwrap().is_ok());
 }

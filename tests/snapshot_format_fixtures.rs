@@ -20,7 +20,7 @@ const STATE_1: &[u8] = b"balance=990";
 const STATE_5: &[u8] = b"balance=1234;owner=Ada";
 
 fn options() -> annals::Options {
-    annals::Options { segment_size_bytes: 4096, index_interval_events: 4, ..Default::default() }
+    annals::Options { segment_size_bytes: 4096, ..Default::default() }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -3,21 +3,21 @@
 //! only in case, or hold multi-byte characters) are appended to interleaved, and each keeps its own version,
 //! its own expected-version checks (a conflict reports that stream's own last offset), its own reads from every
 //! offset in both directions, and its absence when it does not exist. The same holds after reopening with the
-//! index checkpoint and after rebuilding the index from the log, and when a store written with distinct hashes
-//! is reopened with colliding ones and back.
+//! persistent index and after rebuilding the index from the log, and when a store written with distinct
+//! hashes is reopened with colliding ones and back (the index is then rebuilt, never read with other hashes).
 
 mod support;
 
 use annals::{Error, EventData, ExpectedVersion, Options, Store};
-use support::{assert_store_matches_model, remove_checkpoint, Model, Rng};
+use support::{assert_store_matches_model, remove_index, Model, Rng};
 use uuid::Uuid;
 
 fn colliding() -> Options {
-    Options { stream_hash_mask: 0, ..support::small_options(4096, 3) }
+    Options { stream_hash_mask: 0, ..support::small_options(4096) }
 }
 
 fn distinct() -> Options {
-    support::small_options(4096, 3)
+    support::small_options(4096)
 }
 
 fn names() -> Vec<String> {
@@ -81,15 +81,15 @@ fn colliding_streams_keep_their_own_versions_checks_and_reads() {
     store.close().unwrap();
 
     let store = Store::open_with(dir.path(), colliding()).unwrap();
-    assert!(store.recovery_report().checkpoint_used, "{:?}", store.recovery_report());
-    check(&store, &model, "reopened with the checkpoint");
+    assert!(support::opened_from_index(&store), "{:?}", store.recovery_report());
+    check(&store, &model, "reopened with the index");
     append_interleaved(&store, &mut model, &mut rng, 40);
     check(&store, &model, "appended after reopening");
     drop(store);
 
-    remove_checkpoint(dir.path());
+    remove_index(dir.path());
     let store = Store::open_with(dir.path(), colliding()).unwrap();
-    assert!(!store.recovery_report().checkpoint_used);
+    assert!(store.recovery_report().index_tables == 0);
     check(&store, &model, "rebuilt");
     append_interleaved(&store, &mut model, &mut rng, 40);
     check(&store, &model, "appended after rebuilding");
@@ -104,14 +104,21 @@ fn a_store_reopens_across_distinct_and_colliding_hashes() {
     append_interleaved(&store, &mut model, &mut rng, 80);
     store.close().unwrap();
 
-    // Hashes are never persisted: the checkpoint of distinct hashes loads into one slot, and back.
+    // The index's tables record the hash mask they were made with: under another one they are rebuilt from
+    // the log, never read with the wrong hashes.
     let store = Store::open_with(dir.path(), colliding()).unwrap();
-    assert!(store.recovery_report().checkpoint_used);
+    let report = store.recovery_report();
+    assert!(report.index_rejected.as_ref().is_some_and(|why| why.contains("hash mask")), "{report:?}");
+    assert_eq!(report.records_replayed, model.all.len() as u64);
     check(&store, &model, "colliding after distinct");
     append_interleaved(&store, &mut model, &mut rng, 30);
     store.close().unwrap();
 
     let store = Store::open_with(dir.path(), distinct()).unwrap();
-    assert!(store.recovery_report().checkpoint_used);
+    assert!(store.recovery_report().index_rejected.is_some(), "{:?}", store.recovery_report());
     check(&store, &model, "distinct after colliding");
+    store.close().unwrap();
+    let store = Store::open_with(dir.path(), distinct()).unwrap();
+    assert!(support::opened_from_index(&store), "{:?}", store.recovery_report());
+    check(&store, &model, "distinct, reopened");
 }

@@ -5,8 +5,8 @@
 //! acknowledged appends (single events, several events of one stream, `append_multi` across streams, a record
 //! starting exactly at a page boundary, a record larger than a page), each its own group, so that every record's
 //! `synced_before` is the first position of its own transaction and the records of every later transaction prove
-//! it synced. No checkpoint covers the checked records: the store never rolled, or it rolled before the script
-//! began (and the checkpoint of that roll is kept, or deleted so that replay starts at the last segment's base).
+//! it synced. No index table covers the checked records: the store never rolled, or it rolled before the script
+//! began (and the index table written for that roll is kept, or deleted so that replay starts at the log's start).
 //!
 //! - Damage to a record of any transaction but the last (one flipped bit anywhere in its frame, in every header
 //!   byte of one record; the whole frame zeroed; a whole 4 KiB page zeroed, also one starting at a record's
@@ -25,7 +25,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use annals::{EventData, ExpectedVersion, Options, Store, StreamAppend};
-use support::{assert_corrupt_at, raw_frames, segment_paths, RawFrame, Rng, CHECKPOINT, FRAME_HEADER_LEN};
+use support::{assert_corrupt_at, index_tables, raw_frames, segment_paths, RawFrame, Rng, FRAME_HEADER_LEN, INDEX_DIR};
 
 const PAGE_BYTES: usize = 4096;
 const SEGMENT_SIZE_BYTES: u64 = 128 << 10;
@@ -111,9 +111,25 @@ fn payload(rng: &mut Rng, len: Range<usize>) -> Vec<u8> {
     rng.bytes(len)
 }
 
+/// The store's files (the lock and half-written temporary files excluded), by path relative to `dir`.
+fn image_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().unwrap().is_dir() {
+            let nested = image_files(&entry.path());
+            files.extend(nested.into_iter().map(|(inner, bytes)| (format!("{name}/{inner}"), bytes)));
+        } else if name != "LOCK" && !name.ends_with(".tmp") {
+            files.push((name, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    files
+}
+
 /// A crash image and what it holds.
 struct Image {
-    /// The files as copied from the open store (the lock excluded).
+    /// The files as copied from the open store (the lock excluded), by path relative to the store directory.
     files: Vec<(String, Vec<u8>)>,
     /// The last segment's file name and bytes.
     segment: String,
@@ -122,19 +138,19 @@ struct Image {
     frames: Vec<RawFrame>,
     txns: Vec<Vec<Appended>>,
     /// The first transaction whose damage is checked: all of it and everything after lie in the last segment,
-    /// past what any checkpoint in the image covers.
+    /// past what any index table in the image covers.
     first_checked: usize,
-    with_checkpoint: bool,
+    with_index: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fixture {
-    /// One segment, never rolled: no checkpoint.
+    /// One segment, never rolled: no index table.
     OneSegment,
-    /// Rolled once before the script: the checkpoint written at the roll is in the image.
-    RolledWithCheckpoint,
-    /// Rolled once before the script, checkpoint deleted: replay starts at the last segment's base.
-    RolledWithoutCheckpoint,
+    /// Rolled once before the script: the index table written for the roll is in the image.
+    RolledWithIndex,
+    /// Rolled once before the script, index deleted: replay starts at the log's start.
+    RolledWithoutIndex,
 }
 
 impl Image {
@@ -177,22 +193,24 @@ impl Image {
         let last = [("account-1", vec![big(&mut rng), big(&mut rng)]), ("new-stream", vec![big(&mut rng)])];
         script.commit(&store, &last);
 
+        if fixture != Fixture::OneSegment {
+            // The roll's table is written by the index's background thread: wait for it, so that the image
+            // holds it (a table appears whole, renamed into place).
+            while index_tables(live.path()).is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
         // The crash image: the files as they are while the store is open.
-        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(live.path())
-            .unwrap()
-            .map(|entry| entry.unwrap())
-            .filter(|entry| entry.file_type().unwrap().is_file() && entry.file_name() != "LOCK")
-            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap()))
-            .collect();
+        let mut files = image_files(live.path());
         drop(store);
-        let has_checkpoint = files.iter().any(|(name, _)| name == CHECKPOINT);
+        let tables = files.iter().filter(|(name, _)| name.starts_with(&format!("{INDEX_DIR}/"))).count();
         let segments = files.iter().filter(|(name, _)| name.ends_with(".seg")).count();
         match fixture {
-            Fixture::OneSegment => assert!(!has_checkpoint && segments == 1, "{fixture:?}: no roll, no checkpoint"),
-            _ => assert!(has_checkpoint && segments == 2, "{fixture:?}: one roll, its checkpoint"),
+            Fixture::OneSegment => assert!(tables == 0 && segments == 1, "{fixture:?}: no roll, no index table"),
+            _ => assert!(tables == 1 && segments == 2, "{fixture:?}: one roll, its index table"),
         }
-        if fixture == Fixture::RolledWithoutCheckpoint {
-            files.retain(|(name, _)| name != CHECKPOINT);
+        if fixture == Fixture::RolledWithoutIndex {
+            files.retain(|(name, _)| !name.starts_with(&format!("{INDEX_DIR}/")));
         }
         files.sort();
         let (segment, bytes) = files.iter().rfind(|(name, _)| name.ends_with(".seg")).cloned().unwrap();
@@ -207,7 +225,7 @@ impl Image {
             frames,
             txns: script.txns,
             first_checked,
-            with_checkpoint: fixture == Fixture::RolledWithCheckpoint,
+            with_index: fixture == Fixture::RolledWithIndex,
         };
         let first = image.frames_of(first_checked)[0].position;
         assert_eq!(first, image.txns[first_checked][0].position, "the checked transactions lie in the last segment");
@@ -237,7 +255,9 @@ impl Image {
         let dir = scratch_dir();
         for (name, original) in &self.files {
             let contents = if *name == self.segment { bytes } else { original };
-            std::fs::write(dir.path().join(name), contents).unwrap();
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
         }
         dir
     }
@@ -350,12 +370,12 @@ fn damage_to_records_that_later_records_prove_synced_is_corrupt_in_a_never_rolle
 
 #[test]
 fn damage_to_records_that_later_records_prove_synced_is_corrupt_after_a_roll() {
-    check_proven_damage(Fixture::RolledWithCheckpoint);
+    check_proven_damage(Fixture::RolledWithIndex);
 }
 
 #[test]
-fn damage_to_records_that_later_records_prove_synced_is_corrupt_after_a_roll_without_checkpoint() {
-    check_proven_damage(Fixture::RolledWithoutCheckpoint);
+fn damage_to_records_that_later_records_prove_synced_is_corrupt_after_a_roll_without_index() {
+    check_proven_damage(Fixture::RolledWithoutIndex);
 }
 
 #[test]
@@ -375,7 +395,7 @@ fn a_flipped_bit_in_any_header_byte_of_a_proven_record_is_corrupt() {
 
 #[test]
 fn damage_confined_to_the_last_transaction_is_cut_as_a_torn_tail() {
-    for fixture in [Fixture::OneSegment, Fixture::RolledWithCheckpoint, Fixture::RolledWithoutCheckpoint] {
+    for fixture in [Fixture::OneSegment, Fixture::RolledWithIndex, Fixture::RolledWithoutIndex] {
         let image = Image::record(fixture);
         let mut rng = Rng::new(0x1a57);
         let last = image.frames_of(image.last_txn());
@@ -400,13 +420,15 @@ fn damage_confined_to_the_last_transaction_is_cut_as_a_torn_tail() {
 /// The image is what the test says it is: opened as it was copied, it holds every transaction.
 #[test]
 fn the_undamaged_images_open_with_every_transaction() {
-    for fixture in [Fixture::OneSegment, Fixture::RolledWithCheckpoint, Fixture::RolledWithoutCheckpoint] {
+    for fixture in [Fixture::OneSegment, Fixture::RolledWithIndex, Fixture::RolledWithoutIndex] {
         let image = Image::record(fixture);
         let dir = image.write(&image.bytes);
         let store = Store::open_with(dir.path(), options()).unwrap();
         let expected = image.txns.iter().map(Vec::len).sum::<usize>() as u64;
         assert_eq!(store.head_position(), Some(expected - 1), "{fixture:?}");
-        assert_eq!(store.recovery_report().checkpoint_used, image.with_checkpoint, "{fixture:?}");
+        let report = store.recovery_report();
+        assert_eq!(report.index_tables > 0, image.with_index, "{fixture:?}: {report:?}");
+        assert_eq!(report.index_rejected, None, "{fixture:?}: {report:?}");
         assert!(store.verify().unwrap().is_ok(), "{fixture:?}");
     }
 }

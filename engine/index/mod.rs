@@ -1,338 +1,657 @@
-//! The per-stream sparse offset index: for each stream its last offset, the locator of its last record, and
-//! the locator of every `interval`-th record. Derived data: rebuilt from the log when missing or stale.
+//! The persistent index: where every event of every stream, category and event type lies in the log, kept
+//! on disk so that no open, close, roll or append costs work that grows with the store.
 //!
-//! Streams are keyed by a 64-bit hash of their name (foldhash, randomly seeded per open, never persisted). The name itself is
-//! not kept in memory: it is in every record, so a lookup confirms it by reading the stream's last record.
-//! Names that share a hash move to a small side table that keeps them beside their states.
+//! - **Tables** (`table.rs`) are immutable files under `<store>/index/`, each covering a contiguous range of
+//!   positions: sorted stream, category and event-type entries, a sparse position and time index, and a bloom
+//!   filter of the streams. Together they cover the log from position 0 to a durable point.
+//! - **Memtables** (`memtable.rs`) hold the entries after that point, in memory: the active one, which the
+//!   writer fills after every group, and frozen ones (one per sealed segment, or the active one at close)
+//!   waiting for a background thread to write them out as tables.
+//! - The background thread also **merges** runs of small tables into larger ones (size-tiered), so that a
+//!   lookup visits a handful of tables however long the log is.
+//! - A **head cache** keeps the last offset and record of recently used streams within a memory budget.
 //!
-//! Memory: a stream with fewer than `interval` events costs one 32-byte hash-table slot plus a control byte
-//! (about 35 to 70 bytes with the table's growth slack); each further `interval` events add one 8-byte locator.
+//! The log stays the truth. A table is written only after every record it covers is synced; at open every
+//! table is checked against the log and one that does not match (or is damaged) is dropped and rebuilt by
+//! replaying the log. `format-spec.md` §6 specifies the files.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+pub(crate) mod hash;
+pub(crate) mod memtable;
+pub(crate) mod table;
+mod tables;
 
-use foldhash::fast::RandomState;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-use crate::log::frame::NO_PREV;
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex, RwLock};
 
-/// Reads stream names out of the log for the index, which holds only locators.
-pub trait Names {
-    /// Whether the record at `locator` belongs to `stream`.
-    fn is(&self, locator: u64, stream: &str) -> bool;
-    /// The stream name of the record at `locator`.
-    fn name(&self, locator: u64) -> String;
-}
+pub use self::hash::Kind;
+use self::memtable::{Memtable, Record, Run};
+use self::table::{Section, Table};
+use crate::error::{Error, Result};
+use crate::log::frame;
+use crate::log::io::Io;
+use crate::log::segment::{locator, split_locator, SEGMENT_HEADER_LEN};
+use crate::log::{decode_at, Log, Via};
 
-/// The locators of a stream's every `interval`-th record: one pointer, null for the many short streams.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[expect(clippy::box_collection, reason = "one pointer instead of a Vec's three words, in every stream's slot")]
-pub struct Sparse(Option<Box<Vec<u64>>>);
+/// Name of the index directory inside the store directory.
+pub const INDEX_DIR: &str = "index";
+/// Frozen memtables the writer lets wait for the background thread before it waits too.
+const FROZEN_MAX: usize = 2;
 
-impl Sparse {
-    pub fn from_vec(locators: Vec<u64>) -> Self {
-        Sparse((!locators.is_empty()).then(|| Box::new(locators)))
-    }
-
-    pub fn as_slice(&self) -> &[u64] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
-    }
-
-    fn push(&mut self, locator: u64) {
-        self.0.get_or_insert_with(Box::default).push(locator);
-    }
-}
-
-/// What the index knows of one stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamState {
-    /// Offset of the stream's last event.
+/// Where a stream ends: its last offset and the locator of its last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
     pub last_offset: u64,
-    /// Locator of the stream's last record.
-    pub head: u64,
-    /// `sparse[i]` is the locator of the record at offset `(i + 1) * interval`.
-    pub sparse: Sparse,
-}
-const _: () = assert!(std::mem::size_of::<StreamState>() == 24);
-
-impl StreamState {
-    /// The indexed record nearest at or after `offset` (which must be ≤ `last_offset`): (its offset, its
-    /// locator). Walking `prev` pointers back from there reaches `offset` in fewer than `interval` steps.
-    pub fn walk_start(&self, offset: u64, interval: u32) -> (u64, u64) {
-        assert!(offset <= self.last_offset);
-        let interval = u64::from(interval);
-        let slot = offset.div_ceil(interval).max(1);
-        match usize::try_from(slot - 1).ok().and_then(|i| self.sparse.as_slice().get(i)) {
-            Some(&locator) => (slot * interval, locator),
-            None => (self.last_offset, self.head),
-        }
-    }
-
-    fn advance(&mut self, offset: u64, locator: u64, interval: u32) {
-        assert_eq!(offset, self.last_offset + 1, "offsets must be dense");
-        self.last_offset = offset;
-        self.head = locator;
-        if offset.is_multiple_of(u64::from(interval)) {
-            self.sparse.push(locator);
-            debug_assert_eq!(self.sparse.as_slice().len() as u64, offset / u64::from(interval));
-        }
-    }
-
-    fn fresh(offset: u64, locator: u64) -> Self {
-        assert_eq!(offset, 0, "a new stream starts at offset 0");
-        StreamState { last_offset: 0, head: locator, sparse: Sparse::default() }
-    }
+    pub locator: u64,
 }
 
-/// The hash table's keys are already hashes: pass them through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys are hashed")
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// The parts of the index that readers and the writer share.
+struct State {
+    /// Contiguous from position 0, in position order.
+    tables: Vec<Arc<Table>>,
+    /// Contiguous after the tables, oldest first.
+    frozen: Vec<Arc<Memtable>>,
+    /// After the frozen ones: the writer's.
+    active: Memtable,
 }
 
-type ByHash<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+/// What a reader works from: the tables and frozen memtables as they were (immutable, so no lock is needed),
+/// and the active memtable's part that it asked for, copied.
+#[derive(Clone)]
+pub struct View {
+    pub tables: Vec<Arc<Table>>,
+    pub frozen: Vec<Arc<Memtable>>,
+}
 
-/// The index of every stream. Not synchronized: the store wraps it in a lock.
+/// The index of one store. `Send + Sync`.
 pub struct Index {
-    /// Streams alone in their hash; the name is confirmed against the log.
-    streams: ByHash<StreamState>,
-    /// Streams whose hash another stream shares, with their names. Such a hash is never in `streams`.
-    collided: ByHash<Vec<(Box<str>, StreamState)>>,
-    salt: RandomState,
+    dir: PathBuf,
+    seed: u64,
+    /// Test hook: stream hashes are masked with this (0 puts every stream on one hash).
     hash_mask: u64,
-    interval: u32,
-    count: usize,
+    separator: char,
+    log: Arc<Log>,
+    io: Io,
+    state: RwLock<State>,
+    heads: Mutex<HeadCache>,
+    background: Arc<Background>,
+    /// Records that readers located through the index have read (for tests of what a read touches).
+    pub records_read: AtomicU64,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("dir", &self.dir).finish()
+    }
+}
+
+/// Where the index's tables end: replay of the log resumes here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    pub position: u64,
+    pub locator: u64,
+    pub last_timestamp: u64,
+}
+
+/// What opening the index found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Tables in use.
+    pub tables: usize,
+    /// Why tables were dropped (to be rebuilt from the log), if any were.
+    pub dropped: Option<String>,
 }
 
 impl Index {
-    /// An empty index that keeps every `interval`-th locator. `hash_mask` is `u64::MAX` except in tests that
-    /// force hash collisions.
-    pub fn new(interval: u32, hash_mask: u64) -> Self {
-        assert!(interval > 0);
-        Index {
-            streams: ByHash::default(),
-            collided: ByHash::default(),
-            salt: RandomState::default(),
+    /// Opens the index of the store in `store_dir` over `log`: picks the tables that cover the log from
+    /// position 0 without gaps, checks each against the log, and drops (deletes) the rest. Returns where
+    /// replay must resume. Starts the background thread.
+    pub fn open(
+        store_dir: &Path,
+        log: Arc<Log>,
+        io: Io,
+        separator: char,
+        cache_bytes_max: u64,
+        hash_mask: u64,
+    ) -> Result<(Arc<Index>, Resume, Opened)> {
+        let dir = store_dir.join(INDEX_DIR);
+        let found = tables::load(&dir, &log, &io, separator, hash_mask)?;
+        let resume = found.resume;
+        let state = State {
+            tables: found.tables,
+            frozen: Vec::new(),
+            active: Memtable::new(resume.position, resume.locator, separator),
+        };
+        let index = Arc::new(Index {
+            dir,
+            seed: found.seed,
             hash_mask,
-            interval,
-            count: 0,
+            separator,
+            log,
+            io,
+            state: RwLock::new(state),
+            heads: Mutex::new(HeadCache::new(cache_bytes_max)),
+            background: Arc::new(Background::default()),
+            records_read: AtomicU64::new(0),
+        });
+        let opened = Opened { tables: index.state.read().tables.len(), dropped: found.dropped };
+        let (worker, background) = (Arc::downgrade(&index), index.background.clone());
+        let handle = std::thread::Builder::new()
+            .name("annals-index".into())
+            .spawn(move || tables::work(worker, background))
+            .map_err(|err| Error::io("starting the index thread", err))?;
+        *index.background.handle.lock() = Some(handle);
+        Ok((index, resume, opened))
+    }
+
+    pub fn separator(&self) -> char {
+        self.separator
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    fn hash(&self, kind: Kind, key: &str) -> u64 {
+        hash::hash(self.seed, kind, key) & self.hash_mask
+    }
+
+    // -----------------------------------------------------------------------------------------------------
+    // The writer's side.
+
+    /// Adds committed records (in position order, continuing the active memtable) and keeps the head cache
+    /// true for their streams. `next_locator` is where the record after the last one goes. Runs `publish`
+    /// while readers are held off, so that whatever it makes visible (the committed position) appears
+    /// together with the entries.
+    pub fn publish<'a>(&self, records: impl IntoIterator<Item = (Record<'a>, u64)>, publish: impl FnOnce()) {
+        let mut state = self.state.write();
+        let mut heads = self.heads.lock();
+        for (record, next_locator) in records {
+            state.active.push(&record, next_locator);
+            heads.update(record.stream, Head { last_offset: record.offset, locator: record.locator });
+        }
+        publish();
+    }
+
+    /// Freezes the active memtable (if it holds anything) and starts a new one at `position`, `locator`: at a
+    /// roll (the records it holds are synced) and at close. The background thread writes it out. Waits while
+    /// too many frozen memtables are queued.
+    pub fn freeze(&self, position: u64, locator: u64) {
+        {
+            let mut state = self.state.write();
+            if state.active.is_empty() {
+                state.active = Memtable::new(position, locator, self.separator);
+                return;
+            }
+            let frozen = std::mem::replace(&mut state.active, Memtable::new(position, locator, self.separator));
+            state.frozen.push(Arc::new(frozen));
+        }
+        self.background.wake();
+        let mut jobs = self.background.jobs.lock();
+        while self.state.read().frozen.len() > FROZEN_MAX && !jobs.stopped && jobs.failure.is_none() {
+            self.background.done.wait(&mut jobs);
         }
     }
 
-    /// Makes room for `additional` more streams at once (loading a checkpoint), instead of growing by doubling.
-    pub fn reserve(&mut self, additional: usize) {
-        self.streams.reserve(additional);
-    }
-
-    pub fn interval(&self) -> u32 {
-        self.interval
-    }
-
-    /// How many streams exist.
-    pub fn stream_count(&self) -> usize {
-        self.count
-    }
-
-    fn hash(&self, stream: &str) -> u64 {
-        self.salt.hash_one(stream) & self.hash_mask
-    }
-
-    /// The state of `stream`, if it exists.
-    pub fn get(&self, stream: &str, names: &dyn Names) -> Option<&StreamState> {
-        let hash = self.hash(stream);
-        if let Some(state) = self.streams.get(&hash) {
-            return names.is(state.head, stream).then_some(state);
+    /// Writes every frozen memtable out and stops the background thread: the close of the store. The active
+    /// memtable must have been frozen. Returns the first failure of a table write.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut jobs = self.background.jobs.lock();
+            jobs.stopping = true;
+            jobs.failure = None;
         }
-        if self.collided.is_empty() {
-            return None;
+        self.background.wake();
+        if let Some(handle) = self.background.handle.lock().take() {
+            if handle.join().is_err() {
+                return Err(Error::io("closing the index", std::io::Error::other("the index thread panicked")));
+            }
         }
-        self.collided.get(&hash)?.iter().find(|(name, _)| &**name == stream).map(|(_, state)| state)
+        match self.background.jobs.lock().failure.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
-    /// The entry that may be `stream`'s, copied, without reading the log: `(true, state)` when the name is
-    /// known (a collided hash keeps names), `(false, state)` when it must still be confirmed against the name
-    /// in the record at `state.head`. For callers that must not read the log while they hold the index's lock.
-    pub fn candidates(&self, stream: &str) -> Option<(bool, StreamState)> {
-        let hash = self.hash(stream);
-        if let Some(state) = self.streams.get(&hash) {
-            return Some((false, state.clone()));
+    /// The head of `stream` for the writer: through the head cache, which it fills.
+    pub fn head_for_append(&self, stream: &str) -> Result<Option<Head>> {
+        if let Some(head) = self.memtable_head(stream) {
+            return Ok(Some(head));
         }
-        let entries = self.collided.get(&hash)?;
-        entries.iter().find(|(name, _)| &**name == stream).map(|(_, state)| (true, state.clone()))
+        if let Some(cached) = self.heads.lock().get(stream) {
+            return Ok(cached);
+        }
+        let tables = self.state.read().tables.clone();
+        let head = self.table_head(&tables, stream, Via::Mapping)?;
+        // Only the writer fills the cache, and only it changes heads, so nothing can have changed since.
+        self.heads.lock().put(stream, head);
+        Ok(head)
     }
 
-    /// Records that `stream`'s event at `offset`, whose back-link is `prev`, is at `locator`; `Err(())` (and
-    /// nothing recorded) if it does not continue the stream: offset 0 with no back-link for a new stream, else
-    /// the next offset linking back to the stream's head.
-    ///
-    /// The back-link identifies the stream: a record that links to the head of the stream in its hash slot
-    /// belongs to that stream, so the name is read back from the log only when a slot holds another stream
-    /// (replaying a million records used to read a million names back).
-    pub fn append(&mut self, stream: &str, offset: u64, prev: u64, locator: u64, names: &dyn Names) -> Result<(), ()> {
-        let hash = self.hash(stream);
-        let continues = |state: &StreamState| offset == state.last_offset + 1 && prev == state.head;
-        let starts = offset == 0 && prev == NO_PREV;
-        if let Some(state) = self.streams.get_mut(&hash) {
-            if prev != NO_PREV && prev == state.head {
-                if !continues(state) {
-                    return Err(());
+    fn memtable_head(&self, stream: &str) -> Option<Head> {
+        let state = self.state.read();
+        std::iter::once(&state.active)
+            .chain(state.frozen.iter().rev().map(|frozen| &**frozen))
+            .find_map(|memtable| memtable.run(stream))
+            .map(|run| Head { last_offset: run.last_offset(), locator: run.head() })
+    }
+
+    /// The newest entry of `stream` in `tables`, its name confirmed in the log.
+    fn table_head(&self, tables: &[Arc<Table>], stream: &str, via: Via<'_>) -> Result<Option<Head>> {
+        let hash = self.hash(Kind::Stream, stream);
+        for table in tables.iter().rev() {
+            if !table.may_hold_stream(hash)? {
+                continue;
+            }
+            // The entries of this hash end just before the first entry of a larger hash.
+            let mut i = table.lower_bound(Section::Streams, (hash.wrapping_add(1), 0))?;
+            if hash == u64::MAX {
+                i = table.len(Section::Streams);
+            }
+            while i > 0 {
+                i -= 1;
+                let entry = table.stream_entry(i)?;
+                if entry.hash != hash {
+                    break;
                 }
-                state.advance(offset, locator, self.interval);
-                return Ok(());
-            }
-            // Not linked to this slot's head: this stream is new (with another in its slot), or the record
-            // is wrong (which needs the name to tell).
-            if !starts || names.is(state.head, stream) {
-                return Err(());
-            }
-        } else if let Some(entries) = self.collided.get_mut(&hash) {
-            match entries.iter_mut().find(|(name, _)| &**name == stream) {
-                Some((_, state)) if continues(state) => state.advance(offset, locator, self.interval),
-                Some(_) => return Err(()),
-                None if starts => {
-                    entries.push((stream.into(), StreamState::fresh(offset, locator)));
-                    self.count += 1;
+                if self.log.carries(entry.locator, stream, via)? {
+                    return Ok(Some(Head { last_offset: entry.offset, locator: entry.locator }));
                 }
-                None => return Err(()),
             }
-            return Ok(());
-        } else if !starts {
-            return Err(());
         }
-        self.insert_new(hash, stream, StreamState::fresh(offset, locator), names)
+        Ok(None)
     }
 
-    /// Puts a whole stream state in place (loading a checkpoint). The stream must not exist yet.
-    /// `Err(())` (and nothing changed) if the stream is already there: a checkpoint naming a stream twice is
-    /// damaged, and is rejected rather than trusted.
-    pub fn insert(&mut self, stream: &str, state: StreamState, names: &dyn Names) -> Result<(), ()> {
-        let hash = self.hash(stream);
-        if let Some(entries) = self.collided.get_mut(&hash) {
-            if entries.iter().any(|(name, _)| &**name == stream) {
-                return Err(());
-            }
-            entries.push((stream.into(), state));
-            self.count += 1;
-            Ok(())
-        } else {
-            self.insert_new(hash, stream, state, names)
+    // -----------------------------------------------------------------------------------------------------
+    // The readers' side.
+
+    /// The head of `stream` (no cache fill), or `None` if it does not exist; `via` says how names are read.
+    pub fn head(&self, stream: &str, via: Via<'_>) -> Result<Option<Head>> {
+        if let Some(head) = self.memtable_head(stream) {
+            return Ok(Some(head));
         }
+        if let Some(cached) = self.heads.lock().peek(stream) {
+            return Ok(cached);
+        }
+        let tables = self.state.read().tables.clone();
+        self.table_head(&tables, stream, via)
     }
 
-    /// Adds a stream that is not in the index, moving a stream of the same hash to the side table. `Err(())`
-    /// if the stream is there already.
-    fn insert_new(&mut self, hash: u64, stream: &str, state: StreamState, names: &dyn Names) -> Result<(), ()> {
-        match self.streams.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(state);
+    /// A view for a read of `stream`: the stream's head and, copied, its run in the active memtable.
+    pub fn stream_view(&self, stream: &str) -> Result<(View, Option<Run>, Option<Head>)> {
+        let (view, run, memtable_head) = {
+            let state = self.state.read();
+            let view = View { tables: state.tables.clone(), frozen: state.frozen.clone() };
+            let run = state.active.run(stream).cloned();
+            let head = std::iter::once(&state.active)
+                .chain(state.frozen.iter().rev().map(|frozen| &**frozen))
+                .find_map(|memtable| memtable.run(stream))
+                .map(|run| Head { last_offset: run.last_offset(), locator: run.head() });
+            (view, run, head)
+        };
+        let head = match memtable_head {
+            Some(head) => Some(head),
+            None => match self.heads.lock().peek(stream) {
+                Some(cached) => cached,
+                None => self.table_head(&view.tables, stream, Via::Mapping)?,
+            },
+        };
+        Ok((view, run, head))
+    }
+
+    /// A view for a read of a category or an event type from `from_locator`: the active memtable's locators
+    /// of `key` at or after it, copied.
+    pub fn pairs_view(&self, kind: Kind, key: &str, from_locator: u64) -> (View, Vec<u64>) {
+        let state = self.state.read();
+        let view = View { tables: state.tables.clone(), frozen: state.frozen.clone() };
+        let locators = state.active.locators(kind, key);
+        let from = locators.partition_point(|&locator| locator < from_locator);
+        (view, locators[from..].to_vec())
+    }
+
+    pub fn hash_of(&self, kind: Kind, key: &str) -> u64 {
+        self.hash(kind, key)
+    }
+
+    /// How many streams exist (with an event below the committed position).
+    pub fn stream_count(&self) -> u64 {
+        let state = self.state.read();
+        state.tables.iter().map(|table| table.meta().new_streams).sum::<u64>()
+            + state.frozen.iter().map(|frozen| frozen.new_streams).sum::<u64>()
+            + state.active.new_streams
+    }
+
+    /// The locator of the record at `position`, which must be below the index's end.
+    pub fn locator_of(&self, position: u64) -> Result<u64> {
+        let start = {
+            let state = self.state.read();
+            if let Some(table) = covering_table(&state.tables, position) {
+                let table = table.clone();
+                drop(state);
+                table_position_start(&table, position)?
+            } else {
+                let memtable = state
+                    .frozen
+                    .iter()
+                    .map(|frozen| &**frozen)
+                    .chain(std::iter::once(&state.active))
+                    .find(|memtable| (memtable.first_position..memtable.end_position).contains(&position))
+                    .ok_or_else(|| Error::corrupt(&self.dir, position, "no index covers this position"))?;
+                let entries = memtable.positions();
+                let i = entries.partition_point(|entry| entry.position <= position);
+                let entry = entries[i.checked_sub(1).expect("a memtable's first record has an entry")];
+                (entry.position, entry.locator)
             }
-            std::collections::hash_map::Entry::Occupied(slot) => {
-                let other_name = names.name(slot.get().head).into_boxed_str();
-                if &*other_name == stream {
-                    return Err(());
+        };
+        self.walk(start, position)
+    }
+
+    /// Steps from the record at `start` (position, locator) forward to `position`, through the mapping. It
+    /// reads only the header fields it steps by (the length, checked for consistency with the header, and the
+    /// position), not the CRC, so that a read that starts after a damaged record is not stopped by it; a
+    /// header that does not check out is decoded in full, and its damage reported.
+    fn walk(&self, start: (u64, u64), position: u64) -> Result<u64> {
+        let (mut at_position, mut at) = start;
+        while at_position < position {
+            let (ordinal, offset) = split_locator(at);
+            let segment = self.log.segment(ordinal)?;
+            let bytes = segment.bytes().get(offset as usize..).unwrap_or_default();
+            let stride = match (frame::check_header(bytes), frame::peek_position_prev(bytes)) {
+                (Ok(len), Some((found, _, _))) if found == at_position && len <= bytes.len() => frame::aligned(len),
+                _ => {
+                    let frame = decode_at(&segment, offset as usize)?;
+                    let reason = format!("expected position {at_position}, found {}", frame.header.position);
+                    return Err(Error::corrupt(segment.path(), u64::from(offset), reason));
                 }
-                let other = slot.remove();
-                self.collided.insert(hash, vec![(other_name, other), (stream.into(), state)]);
-            }
+            };
+            at_position += 1;
+            at = if self.log.base(ordinal + 1) == Some(at_position) {
+                locator(ordinal + 1, SEGMENT_HEADER_LEN as u32)
+            } else {
+                locator(ordinal, offset + stride as u32)
+            };
         }
-        self.count += 1;
-        Ok(())
+        Ok(at)
     }
 
-    /// Every stream with its state, in no particular order (for checkpoints).
-    pub fn for_each(&self, names: &dyn Names, mut visit: impl FnMut(&str, &StreamState)) {
-        for state in self.streams.values() {
-            visit(&names.name(state.head), state);
+    /// The first position below `end` whose commit time is at or after `at_nanos`; `None` if there is none.
+    pub fn position_at(&self, at_nanos: u64, end: u64) -> Result<Option<u64>> {
+        let (tables, memtables) = {
+            let state = self.state.read();
+            let memtables: Vec<(u64, u64, Vec<table::PositionEntry>, u64)> = state
+                .frozen
+                .iter()
+                .map(|frozen| &**frozen)
+                .chain(std::iter::once(&state.active))
+                .filter(|memtable| !memtable.is_empty())
+                .map(|memtable| {
+                    (
+                        memtable.first_position,
+                        memtable.end_position,
+                        memtable.positions().to_vec(),
+                        memtable.last_timestamp,
+                    )
+                })
+                .collect();
+            (state.tables.clone(), memtables)
+        };
+        for table in &tables {
+            if table.meta().last_timestamp < at_nanos {
+                continue;
+            }
+            // Entries are in position order and timestamps never decrease: find the first entry at or after
+            // the instant, then walk from the entry before it.
+            let entries = table.len(Section::Positions);
+            let (mut lo, mut hi) = (0, entries);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if table.position_entry(mid)?.timestamp < at_nanos {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            let start = table.position_entry(lo.saturating_sub(1))?;
+            return self.first_at_or_after(start, at_nanos, table.meta().end_position.min(end));
         }
-        for entries in self.collided.values() {
-            entries.iter().for_each(|(name, state)| visit(name, state));
+        for (first, memtable_end, entries, last_timestamp) in memtables {
+            if last_timestamp < at_nanos || first >= end {
+                continue;
+            }
+            let i = entries.partition_point(|entry| entry.timestamp < at_nanos);
+            let start = entries[i.saturating_sub(1)];
+            return self.first_at_or_after(start, at_nanos, memtable_end.min(end));
+        }
+        Ok(None)
+    }
+
+    /// Walks from `start` to the first record (below `end`) committed at or after `at_nanos`.
+    fn first_at_or_after(&self, start: table::PositionEntry, at_nanos: u64, end: u64) -> Result<Option<u64>> {
+        if start.timestamp >= at_nanos {
+            return Ok(Some(start.position));
+        }
+        let (mut position, mut at) = (start.position, start.locator);
+        while position < end {
+            let (ordinal, offset) = split_locator(at);
+            let segment = self.log.segment(ordinal)?;
+            let frame = decode_at(&segment, offset as usize)?;
+            if frame.header.timestamp_nanos >= at_nanos {
+                return Ok(Some(position));
+            }
+            position += 1;
+            at = if self.log.base(ordinal + 1) == Some(position) {
+                locator(ordinal + 1, SEGMENT_HEADER_LEN as u32)
+            } else {
+                locator(ordinal, offset + frame.stride() as u32)
+            };
+        }
+        Ok(None)
+    }
+
+    /// The locator of `stream`'s record at `offset`, if it has one (names confirmed in the log).
+    pub fn locator_of_offset(&self, stream: &str, offset: u64, via: Via<'_>) -> Result<Option<u64>> {
+        let view = {
+            let state = self.state.read();
+            if let Some(locator) = std::iter::once(&state.active)
+                .chain(state.frozen.iter().map(|frozen| &**frozen))
+                .find_map(|memtable| memtable.run(stream).and_then(|run| run.locator(offset)))
+            {
+                return Ok(Some(locator));
+            }
+            state.tables.clone()
+        };
+        let hash = self.hash(Kind::Stream, stream);
+        for table in view.iter().rev() {
+            if !table.may_hold_stream(hash)? {
+                continue;
+            }
+            let mut i = table.lower_bound(Section::Streams, (hash, offset))?;
+            while i < table.len(Section::Streams) {
+                let entry = table.stream_entry(i)?;
+                if (entry.hash, entry.offset) != (hash, offset) {
+                    break;
+                }
+                if self.log.carries(entry.locator, stream, via)? {
+                    return Ok(Some(entry.locator));
+                }
+                i += 1;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the index holds the entry "offset `offset` of `stream` is at `locator`". No name is read: an
+    /// entry of another stream with the same hash can not have the same locator.
+    pub fn has_stream_entry(&self, stream: &str, offset: u64, locator: u64) -> Result<bool> {
+        let tables = {
+            let state = self.state.read();
+            let in_memory = std::iter::once(&state.active)
+                .chain(state.frozen.iter().map(|frozen| &**frozen))
+                .filter_map(|memtable| memtable.run(stream))
+                .any(|run| run.locator(offset) == Some(locator));
+            if in_memory {
+                return Ok(true);
+            }
+            state.tables.clone()
+        };
+        let hash = self.hash(Kind::Stream, stream);
+        let Some(table) = covering_table_of_locator(&tables, locator) else { return Ok(false) };
+        let mut i = table.lower_bound(Section::Streams, (hash, offset))?;
+        while i < table.len(Section::Streams) {
+            let entry = table.stream_entry(i)?;
+            if (entry.hash, entry.offset) != (hash, offset) {
+                break;
+            }
+            if entry.locator == locator {
+                return Ok(true);
+            }
+            i += 1;
+        }
+        Ok(false)
+    }
+
+    /// Whether a category or event-type entry `(key, locator)` exists.
+    pub fn holds_pair(&self, kind: Kind, key: &str, locator: u64) -> Result<bool> {
+        let view = {
+            let state = self.state.read();
+            let in_memory = std::iter::once(&state.active)
+                .chain(state.frozen.iter().map(|frozen| &**frozen))
+                .any(|memtable| memtable.locators(kind, key).binary_search(&locator).is_ok());
+            if in_memory {
+                return Ok(true);
+            }
+            state.tables.clone()
+        };
+        let (hash, section) = (self.hash(kind, key), pair_section(kind));
+        let Some(table) = covering_table_of_locator(&view, locator) else { return Ok(false) };
+        let i = table.lower_bound(section, (hash, locator))?;
+        Ok(i < table.len(section) && table.pair(section, i)? == (hash, locator))
+    }
+
+    /// The tables, for `verify` and tests.
+    pub fn tables(&self) -> Vec<Arc<Table>> {
+        self.state.read().tables.clone()
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        // The thread holds only a weak reference: it ends once it sees the index gone or stopping.
+        self.background.jobs.lock().stopping = true;
+        self.background.wake();
+    }
+}
+
+/// The section of a category or event-type key.
+pub fn pair_section(kind: Kind) -> Section {
+    match kind {
+        Kind::Category => Section::Categories,
+        Kind::EventType => Section::EventTypes,
+        Kind::Stream => unreachable!("streams have their own section"),
+    }
+}
+
+/// The table whose range holds `position`.
+fn covering_table(tables: &[Arc<Table>], position: u64) -> Option<&Arc<Table>> {
+    let after = tables.partition_point(|table| table.meta().first_position <= position);
+    tables.get(after.checked_sub(1)?).filter(|table| position < table.meta().end_position)
+}
+
+/// The table whose range holds the record at `locator`: locators grow with positions and tables are contiguous,
+/// so it is the first whose end lies beyond it (each table starts where the one before it ends).
+fn covering_table_of_locator(tables: &[Arc<Table>], locator: u64) -> Option<&Arc<Table>> {
+    let i = tables.partition_point(|table| table.meta().end_locator <= locator);
+    tables.get(i).filter(|table| locator <= table.meta().last_locator)
+}
+
+/// The position entry at or before `position` in `table`: (position, locator).
+fn table_position_start(table: &Table, position: u64) -> Result<(u64, u64)> {
+    let i = table.lower_bound(Section::Positions, (position + 1, 0))?;
+    let entry = table.position_entry(i.checked_sub(1).ok_or_else(|| {
+        Error::corrupt(table.path(), 0, "the positions section does not start at the table's first position")
+    })?)?;
+    Ok((entry.position, entry.locator))
+}
+
+/// The last offset and record of streams used lately, within a budget of bytes. Holds `None` for a stream
+/// known not to exist. Only the writer fills it; it keeps every entry true as it publishes.
+struct HeadCache {
+    entries: LruCache<Box<str>, Option<Head>>,
+    bytes: u64,
+    bytes_max: u64,
+}
+
+impl HeadCache {
+    /// Bytes one entry costs besides its name: the node, the key's box, the value.
+    const ENTRY_BYTES: u64 = 80;
+
+    fn new(bytes_max: u64) -> Self {
+        HeadCache { entries: LruCache::unbounded(), bytes: 0, bytes_max }
+    }
+
+    fn get(&mut self, stream: &str) -> Option<Option<Head>> {
+        self.entries.get(stream).copied()
+    }
+
+    fn peek(&self, stream: &str) -> Option<Option<Head>> {
+        self.entries.peek(stream).copied()
+    }
+
+    fn put(&mut self, stream: &str, head: Option<Head>) {
+        let cost = stream.len() as u64 + Self::ENTRY_BYTES;
+        if cost > self.bytes_max {
+            return;
+        }
+        if self.entries.put(stream.into(), head).is_none() {
+            self.bytes += cost;
+        }
+        while self.bytes > self.bytes_max {
+            let Some((evicted, _)) = self.entries.pop_lru() else { break };
+            self.bytes -= evicted.len() as u64 + Self::ENTRY_BYTES;
+        }
+    }
+
+    /// Keeps an entry true: a stream that got a record.
+    fn update(&mut self, stream: &str, head: Head) {
+        if let Some(entry) = self.entries.peek_mut(stream) {
+            *entry = Some(head);
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The background thread's queue: it writes frozen memtables out and merges tables.
+#[derive(Default)]
+struct Background {
+    jobs: Mutex<Jobs>,
+    /// Wakes the thread.
+    ready: Condvar,
+    /// Signals that a frozen memtable was written (or the thread stopped).
+    done: Condvar,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
 
-    impl Index {
-        /// `append` with the back-link looked up: for tests that build an index by hand.
-        fn record(&mut self, stream: &str, offset: u64, locator: u64, names: &dyn Names) {
-            let prev = self.get(stream, names).map_or(NO_PREV, |state| state.head);
-            self.append(stream, offset, prev, locator, names).expect("the record continues its stream");
-        }
+#[derive(Default)]
+struct Jobs {
+    /// Write every frozen memtable out, then stop (no more merges).
+    stopping: bool,
+    /// The thread has stopped.
+    stopped: bool,
+    /// The last failure to write a table; the memtable stays frozen (and in use) and is tried again.
+    failure: Option<Error>,
+}
+
+impl Background {
+    fn wake(&self) {
+        let _jobs = self.jobs.lock();
+        self.ready.notify_all();
     }
-    use std::collections::HashMap as StdMap;
+}
 
-    /// A fake log: locator → stream name.
-    #[derive(Default)]
-    struct FakeLog(StdMap<u64, String>);
-
-    impl Names for FakeLog {
-        fn is(&self, locator: u64, stream: &str) -> bool {
-            self.0[&locator] == stream
-        }
-        fn name(&self, locator: u64) -> String {
-            self.0[&locator].clone()
-        }
-    }
-
-    fn fill(mask: u64) -> (Index, FakeLog) {
-        let mut index = Index::new(4, mask);
-        let mut log = FakeLog::default();
-        let mut locator = 0;
-        for offset in 0..10 {
-            for stream in ["a", "b", "c"] {
-                log.0.insert(locator, stream.to_owned());
-                index.record(stream, offset, locator, &log);
-                locator += 1;
-            }
-        }
-        (index, log)
-    }
-
-    #[test]
-    fn keeps_heads_and_every_nth_locator() {
-        for mask in [u64::MAX, 0] {
-            let (index, log) = fill(mask);
-            assert_eq!(index.stream_count(), 3);
-            let b = index.get("b", &log).unwrap();
-            assert_eq!((b.last_offset, b.head), (9, 28));
-            // Offsets 4 and 8 of "b" are at locators 13 and 25.
-            assert_eq!(b.sparse.as_slice(), [13, 25]);
-            assert!(index.get("d", &log).is_none());
-        }
-    }
-
-    #[test]
-    fn walk_start_is_the_nearest_indexed_record_at_or_after() {
-        let (index, log) = fill(u64::MAX);
-        let b = index.get("b", &log).unwrap();
-        assert_eq!(b.walk_start(0, 4), (4, 13));
-        assert_eq!(b.walk_start(4, 4), (4, 13));
-        assert_eq!(b.walk_start(5, 4), (8, 25));
-        assert_eq!(b.walk_start(9, 4), (9, 28));
-    }
-
-    #[test]
-    fn collided_hashes_keep_streams_apart() {
-        let (mut index, log) = fill(0);
-        let mut seen = Vec::new();
-        index.for_each(&log, |name, state| seen.push((name.to_owned(), state.last_offset)));
-        seen.sort();
-        assert_eq!(seen, [("a".to_owned(), 9), ("b".to_owned(), 9), ("c".to_owned(), 9)]);
-        let mut log = log;
-        log.0.insert(100, "d".to_owned());
-        index.record("d", 0, 100, &log);
-        assert_eq!(index.get("d", &log).unwrap().head, 100);
-        assert_eq!(index.get("a", &log).unwrap().head, 27);
-    }
+/// `NonZeroUsize` of an option, at least 1.
+pub fn at_least_one(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }

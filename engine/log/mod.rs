@@ -1,9 +1,8 @@
 //! The log: the ordered set of segments, and finding a record by locator or by global position. Its parts, each
 //! in its own file: one record's bytes (`frame`), one segment file (`segment`), the group-commit writer
-//! (`writer`), opening and recovering the log (`recovery`), the index checkpoint (`checkpoint`), `verify`, and
+//! (`writer`), opening and recovering the log (`recovery`), `verify`, and
 //! the I/O layer every write goes through (`io`).
 
-pub(crate) mod checkpoint;
 pub(crate) mod frame;
 pub(crate) mod io;
 pub(crate) mod recovery;
@@ -11,78 +10,142 @@ pub(crate) mod segment;
 pub(crate) mod verify;
 pub(crate) mod writer;
 
-use std::cell::RefCell;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use lru::LruCache;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::index::Names;
 use crate::log::frame::{DecodeError, Frame};
 use crate::log::io::Io;
-use crate::log::segment::{split_locator, Segment, SEGMENT_HEADER_LEN};
+use crate::log::segment::{file_name, split_locator, Segment, SEGMENT_HEADER_LEN};
 
-/// The segments of one store, ordered by ordinal (consecutive). `Send + Sync`: the writer thread appends
-/// segments while readers look them up.
-#[derive(Debug)]
+/// The segments of one store, by ordinal (0, 1, …). `Send + Sync`: the writer thread adds segments while
+/// readers look them up.
+///
+/// Only the base positions of all segments are kept (8 bytes each); the segments themselves are opened and
+/// mapped on demand, and at most `open_segments_max` stay mapped (least recently used first out). A segment a
+/// reader still holds (an `Arc<Segment>`, or a `Bytes` slice of its mapping) stays mapped until it lets go.
+/// Segments hold no file descriptor, so open files do not grow with the log either.
 pub struct Log {
     dir: PathBuf,
-    segments: RwLock<Vec<Arc<Segment>>>,
+    /// The base position of every segment, by ordinal.
+    bases: RwLock<Vec<u64>>,
+    open: Mutex<LruCache<u32, Arc<Segment>>>,
+    /// Most entries of `open`. (Not the cache's own capacity: `LruCache::new` allocates for it up front, and
+    /// `usize::MAX` is a valid option.)
+    open_max: usize,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.dir).field("segments", &self.bases.read().len()).finish()
+    }
+}
+
+/// How a check reads the log: through the mapping (readers, the writer), or with `pread` (recovery and
+/// `verify`, where a media error must be an error, not SIGBUS).
+#[derive(Clone, Copy)]
+pub enum Via<'a> {
+    Mapping,
+    Pread(&'a Io),
 }
 
 impl Log {
-    /// A log over `segments`, which must be non-empty with consecutive ordinals and increasing bases.
-    pub fn new(dir: PathBuf, segments: Vec<Arc<Segment>>) -> Self {
-        assert!(!segments.is_empty());
-        for pair in segments.windows(2) {
-            assert_eq!(pair[0].ordinal() + 1, pair[1].ordinal());
-            assert!(pair[0].base_position() <= pair[1].base_position());
+    /// A log over segments with these base positions (non-empty, strictly increasing), keeping at most
+    /// `open_segments_max` of them mapped.
+    pub fn new(dir: PathBuf, bases: Vec<u64>, open_segments_max: NonZeroUsize) -> Self {
+        assert!(!bases.is_empty());
+        assert!(bases.windows(2).all(|pair| pair[0] < pair[1]));
+        Log {
+            dir,
+            bases: RwLock::new(bases),
+            open: Mutex::new(LruCache::unbounded()),
+            open_max: open_segments_max.get(),
         }
-        Log { dir, segments: RwLock::new(segments) }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The segment with this ordinal, if it exists.
-    pub fn segment(&self, ordinal: u32) -> Option<Arc<Segment>> {
-        let segments = self.segments.read();
-        let first = segments[0].ordinal();
-        let index = ordinal.checked_sub(first)? as usize;
-        segments.get(index).cloned()
+    /// How many segments the log has.
+    pub fn segment_count(&self) -> u32 {
+        self.bases.read().len() as u32
     }
 
-    /// Every segment, oldest first.
-    pub fn segments(&self) -> Vec<Arc<Segment>> {
-        self.segments.read().clone()
+    /// The base position of segment `ordinal`, if it exists.
+    pub fn base(&self, ordinal: u32) -> Option<u64> {
+        self.bases.read().get(ordinal as usize).copied()
+    }
+
+    /// The segment with this ordinal, mapped (opened and checked now if it is not mapped already). `Corrupt` if
+    /// it is missing or its header does not fit.
+    pub fn segment(&self, ordinal: u32) -> Result<Arc<Segment>> {
+        if let Some(segment) = self.open.lock().get(&ordinal) {
+            return Ok(segment.clone());
+        }
+        let Some(base) = self.base(ordinal) else {
+            return Err(Error::corrupt(&self.dir, u64::from(ordinal), format!("no segment {ordinal} in the log")));
+        };
+        // Opened outside the lock: two threads may map the same segment at once; one mapping wins the cache.
+        let segment = Arc::new(Segment::open(&self.dir.join(file_name(base)), Some((ordinal, base)))?);
+        self.keep_mapped(ordinal, segment.clone());
+        Ok(segment)
     }
 
     /// Adds a new newest segment.
     pub fn push(&self, segment: Arc<Segment>) {
-        let mut segments = self.segments.write();
-        let last = segments.last().expect("a log has a segment");
-        assert_eq!(last.ordinal() + 1, segment.ordinal());
-        assert!(last.base_position() <= segment.base_position());
-        segments.push(segment);
+        let mut bases = self.bases.write();
+        assert_eq!(bases.len() as u32, segment.ordinal());
+        assert!(bases.last().is_none_or(|&last| last <= segment.base_position()));
+        bases.push(segment.base_position());
+        self.keep_mapped(segment.ordinal(), segment);
     }
 
-    /// The segment that holds `position`: the last one whose base is at or below it.
-    pub fn segment_for_position(&self, position: u64) -> Arc<Segment> {
-        let segments = self.segments.read();
-        let after = segments.partition_point(|segment| segment.base_position() <= position);
-        segments[after.saturating_sub(1)].clone()
+    /// Puts `segment` in the cache of mapped segments, unmapping the least recently used one beyond the bound
+    /// (a reader that holds it keeps its mapping until it lets go).
+    fn keep_mapped(&self, ordinal: u32, segment: Arc<Segment>) {
+        let mut open = self.open.lock();
+        open.put(ordinal, segment);
+        while open.len() > self.open_max {
+            open.pop_lru();
+        }
     }
 
-    /// Runs `look` on the bytes at `locator`, to the end of its segment (no check of what they hold), borrowed
-    /// from the segment: no `Bytes` slice (and its reference count) per lookup.
-    fn with_bytes_at<T>(&self, locator: u64, look: impl FnOnce(&[u8]) -> T) -> Option<T> {
-        let (ordinal, offset) = split_locator(locator);
+    /// Whether the record at `locator` belongs to `stream`. A record whose name differs is another stream's
+    /// (two names may share a hash in the index), unless the record is damaged: then `Corrupt`, never "no",
+    /// or a stream whose last record was damaged would silently vanish and its next append restart it.
+    pub fn carries(&self, locator: u64, stream: &str, via: Via<'_>) -> Result<bool> {
+        let (ordinal, at) = split_locator(locator);
         let segment = self.segment(ordinal)?;
-        let bytes = segment.bytes();
-        ((offset as usize) < bytes.len() && offset as usize >= SEGMENT_HEADER_LEN)
-            .then(|| look(&bytes[offset as usize..]))
+        let at = at as usize;
+        if at < SEGMENT_HEADER_LEN || at >= segment.bytes().len() {
+            return Err(Error::corrupt(segment.path(), at as u64, "an index entry points outside the segment"));
+        }
+        match via {
+            Via::Mapping => {
+                let bytes = &segment.bytes()[at..];
+                if frame::peek_stream(bytes) == Some(stream.as_bytes()) {
+                    return Ok(true);
+                }
+                decode_at(&segment, at).map(|_| false)
+            }
+            Via::Pread(io) => {
+                let mut window = segment::PreadWindow::small(&segment, io);
+                let named = frame::peek_stream(window.bytes(at, frame::HEADER_LEN + frame::STREAM_NAME_BYTES_MAX)?)
+                    == Some(stream.as_bytes());
+                if named {
+                    return Ok(true);
+                }
+                match window.frame(at)? {
+                    Ok(_) => Ok(false),
+                    Err(err) => Err(corrupt_frame(&segment, at, err)),
+                }
+            }
+        }
     }
 }
 
@@ -92,103 +155,15 @@ pub fn decode_at(segment: &Segment, offset: usize) -> Result<Frame> {
     if offset < SEGMENT_HEADER_LEN || offset >= bytes.len() {
         return Err(Error::corrupt(segment.path(), offset as u64, "record offset outside the segment"));
     }
-    frame::decode(&bytes[offset..]).map_err(|err| match err {
+    frame::decode(&bytes[offset..]).map_err(|err| corrupt_frame(segment, offset, err))
+}
+
+/// The `Corrupt` error for bytes at `offset` of `segment` that are no valid frame.
+pub fn corrupt_frame(segment: &Segment, offset: usize, err: DecodeError) -> Error {
+    match err {
         DecodeError::End => {
             Error::corrupt(segment.path(), offset as u64, "expected a record, found the end of the log")
         }
         other => Error::corrupt(segment.path(), offset as u64, other.to_string()),
-    })
-}
-
-/// Stream names read with `pread` through the I/O layer, never through the mapping: for recovery and
-/// `Store::verify`, where a media error must become an `Error` rather than SIGBUS (and where a few hundred
-/// spread-out checks through the mapping would each fault a large folio into memory).
-///
-/// [`Names`] answers plain values, so a failed read answers "no" (or a marker name) and is kept: the caller
-/// must call [`take_failure`](Self::take_failure) after the index calls that read names.
-pub struct PreadNames<'a> {
-    log: &'a Log,
-    io: &'a Io,
-    failure: RefCell<Option<Error>>,
-}
-
-impl<'a> PreadNames<'a> {
-    pub fn new(log: &'a Log, io: &'a Io) -> Self {
-        PreadNames { log, io, failure: RefCell::new(None) }
-    }
-
-    /// The first read that failed since the last call, as `Err`.
-    pub fn take_failure(&self) -> Result<()> {
-        self.failure.borrow_mut().take().map_or(Ok(()), Err)
-    }
-
-    /// Reads `len` bytes (fewer at the segment's end) at `locator`; `None` if it points outside the log or the
-    /// read failed (the failure is kept).
-    fn read(&self, locator: u64, len: usize) -> Option<Vec<u8>> {
-        let (ordinal, at) = split_locator(locator);
-        let segment = self.log.segment(ordinal)?;
-        if (at as usize) < SEGMENT_HEADER_LEN || u64::from(at) >= segment.size() {
-            return None;
-        }
-        let mut buf = vec![0u8; len.min((segment.size() - u64::from(at)) as usize)];
-        match self.io.read_at(segment.file(), segment.path(), &mut buf, u64::from(at)) {
-            Ok(()) => Some(buf),
-            Err(err) => {
-                let context = format!("reading segment {} at byte {at}", segment.path().display());
-                self.failure.borrow_mut().get_or_insert(Error::io(context, err));
-                None
-            }
-        }
-    }
-
-    fn name_bytes(&self, locator: u64) -> Option<Vec<u8>> {
-        let head = self.read(locator, frame::HEADER_LEN + frame::STREAM_NAME_BYTES_MAX)?;
-        frame::peek_stream(&head).map(<[u8]>::to_vec)
-    }
-
-    /// Whether the record at `locator` belongs to `stream`: only the name bytes are compared, no CRC.
-    pub fn carries(&self, locator: u64, stream: &str) -> bool {
-        self.name_bytes(locator).is_some_and(|name| name == stream.as_bytes())
-    }
-}
-
-impl Names for PreadNames<'_> {
-    /// As [`Log`]'s: a damaged record still counts as the stream's, so that the damage is reported where the
-    /// stream is read instead of the stream silently vanishing.
-    fn is(&self, locator: u64, stream: &str) -> bool {
-        if self.carries(locator, stream) {
-            return true;
-        }
-        let Some(head) = self.read(locator, frame::HEADER_LEN) else { return false };
-        let len = head.get(..4).map_or(0, |len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize);
-        self.read(locator, len.max(frame::HEADER_LEN)).is_some_and(|bytes| frame::decode(&bytes).is_err())
-    }
-
-    fn name(&self, locator: u64) -> String {
-        self.name_bytes(locator)
-            .map(|name| String::from_utf8_lossy(&name).into_owned())
-            .unwrap_or_else(|| format!("\u{1}unreadable record at {locator:#x}"))
-    }
-}
-
-impl Names for Log {
-    /// A record whose name differs is normally another stream's (a shared hash slot). But if the record is
-    /// damaged (its CRC covers the name), it still counts as the stream's: otherwise the stream would silently
-    /// vanish and its next append restart it at offset 0; this way its reads and `verify` report the damage.
-    fn is(&self, locator: u64, stream: &str) -> bool {
-        self.with_bytes_at(locator, |bytes| {
-            frame::peek_stream(bytes) == Some(stream.as_bytes()) || frame::decode(bytes).is_err()
-        })
-        .unwrap_or(false)
-    }
-
-    fn name(&self, locator: u64) -> String {
-        // Index locators point at records; if bytes on disk were damaged under one, the name becomes a marker
-        // that no valid stream name can equal (it holds a control character), never a panic.
-        self.with_bytes_at(locator, |bytes| {
-            frame::peek_stream(bytes).map(|name| String::from_utf8_lossy(name).into_owned())
-        })
-        .flatten()
-        .unwrap_or_else(|| format!("\u{1}unreadable record at {locator:#x}"))
     }
 }

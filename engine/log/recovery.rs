@@ -12,28 +12,30 @@
 //! is then `Error::Io` naming the file and offset, not a SIGBUS on every open.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
-use crate::index::Index;
-use crate::log::checkpoint::{self, Covered};
+use crate::index::memtable::Record;
+use crate::index::{at_least_one, Index};
 use crate::log::frame::{self, DecodeError, NO_PREV};
 use crate::log::io::Io;
 use crate::log::segment::{self, locator, split_locator, PreadWindow, Segment, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
 use crate::log::writer::WriterState;
-use crate::log::{Log, PreadNames};
+use crate::log::{Log, Via};
 use crate::Options;
+use uuid::Uuid;
 
 /// What recovery found or did, for callers who want to know.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveryReport {
-    /// Whether the index checkpoint was used (else the index was rebuilt from the whole log).
-    pub checkpoint_used: bool,
-    /// Why a checkpoint on disk was not used, if one was ignored.
-    pub checkpoint_rejected: Option<String>,
-    /// Records replayed from the log into the index.
+    /// Index tables in use after the open (0 when the index was built anew).
+    pub index_tables: usize,
+    /// Why index tables on disk were not used (they are rebuilt from the log), if any were dropped.
+    pub index_rejected: Option<String>,
+    /// Records replayed from the log into the index: those after the index's durable end.
     pub records_replayed: u64,
     /// Bytes cut from the end of the last segment (a torn tail or an incomplete transaction).
     pub tail_bytes_cut: u64,
@@ -43,47 +45,45 @@ pub struct RecoveryReport {
     pub records_resynced: u64,
 }
 
-/// Opens every segment in `dir` (creating the first one in an empty directory), recovers the log's end and
-/// makes the recovered records durable.
-pub(crate) fn recover(dir: &Path, options: &Options, io: &Io) -> Result<(Log, Index, WriterState, RecoveryReport)> {
-    let segments = open_segments(dir, options, io)?;
-    let log = Log::new(dir.to_owned(), segments);
-    let mut index = Index::new(options.index_interval_events, options.stream_hash_mask);
-    let mut report = RecoveryReport::default();
+/// The index checkpoint of format 1 (before the persistent index): ignored and removed on open.
+const LEGACY_CHECKPOINT: [&str; 2] = ["index.ckpt", "index.tmp"];
 
-    let first = log.segment(0).unwrap_or_else(|| log.segments()[0].clone());
-    let mut start = Covered {
-        next_position: first.base_position(),
-        end: locator(first.ordinal(), SEGMENT_HEADER_LEN as u32),
-        last: NO_PREV,
-        last_timestamp: 0,
-    };
-    let loaded = match checkpoint::read(dir) {
-        Ok(None) => None,
-        Ok(Some(bytes)) => Some(load_checkpoint(&bytes, &log, io, &mut index, options)),
-        Err(reason) => Some(Err(Rejection::Rejected(reason))),
-    };
-    match loaded {
-        None => {}
-        Some(Ok(covered)) => {
-            start = covered;
-            report.checkpoint_used = true;
-        }
-        Some(Err(Rejection::Failed(err))) => return Err(err),
-        Some(Err(Rejection::Rejected(reason))) => {
-            // Never trusted blindly: whatever was loaded goes, and the log is replayed from its start.
-            index = Index::new(options.index_interval_events, options.stream_hash_mask);
-            report.checkpoint_rejected = Some(reason);
+/// Opens the segments in `dir` (creating the first one in an empty directory) and the index, replays the log
+/// after the index's durable end into the index, recovers the log's end and makes the recovered records
+/// durable.
+pub(crate) fn recover(
+    dir: &Path,
+    options: &Options,
+    io: &Io,
+) -> Result<(Arc<Log>, Arc<Index>, WriterState, RecoveryReport)> {
+    let bases = list_segments(dir, options, io)?;
+    let log = Arc::new(Log::new(dir.to_owned(), bases, at_least_one(options.open_segments_max)));
+    for name in LEGACY_CHECKPOINT {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).context(|| format!("removing the old checkpoint {}", path.display()))?;
         }
     }
-
-    let state = replay(&log, io, &mut index, start, options, &mut report)?;
+    let (index, resume, opened) = Index::open(
+        dir,
+        log.clone(),
+        io.clone(),
+        options.category_separator,
+        options.index_cache_bytes_max,
+        options.stream_hash_mask,
+    )?;
+    let mut report =
+        RecoveryReport { index_tables: opened.tables, index_rejected: opened.dropped, ..RecoveryReport::default() };
+    let start = Tail { next_position: resume.position, last_timestamp: resume.last_timestamp };
+    let state = replay(&log, io, &index, resume.locator, start, options, &mut report)?;
     Ok((log, index, state, report))
 }
 
-/// Lists, opens and orders the segment files; removes leftover temporary files.
-fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segment>>> {
-    let mut segments = Vec::new();
+/// Lists the segment files (their base positions, from their names, in order), removes leftover temporary
+/// files, and creates the first segment of an empty directory. Segment headers are checked when a segment
+/// is first opened, not here: an open costs no work per segment beyond the listing.
+fn list_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
     let entries = std::fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
     for entry in entries {
         let entry = entry.context(|| format!("listing {}", dir.display()))?;
@@ -96,177 +96,41 @@ fn open_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<Arc<Segme
             // about 3 ms of every open after a crash (measured).
             continue;
         }
-        if name.ends_with(".seg.tmp") || name == checkpoint::TMP_NAME {
-            // A segment or checkpoint whose creation did not finish: it was never renamed into place, so
-            // nothing refers to it.
+        if name.ends_with(".seg.tmp") {
+            // A segment whose creation did not finish: it was never renamed into place, so nothing refers to it.
             std::fs::remove_file(&path).context(|| format!("removing leftover {}", path.display()))?;
         } else if path.extension().is_some_and(|ext| ext == SEGMENT_SUFFIX) {
-            let segment = Segment::open(&path)?;
-            if name != segment::file_name(segment.base_position()) {
-                return Err(Error::corrupt(
-                    &path,
-                    0,
-                    format!("file name does not match its base position {}", segment.base_position()),
-                ));
-            }
-            segments.push(Arc::new(segment));
+            let base = name
+                .strip_suffix(".seg")
+                .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .filter(|&base| name == segment::file_name(base))
+                .ok_or_else(|| Error::corrupt(&path, 0, "not a segment file name (20 decimal digits and .seg)"))?;
+            bases.push(base);
         }
     }
-    segments.sort_by_key(|segment| segment.ordinal());
-    if segments.is_empty() {
-        segments.push(Arc::new(Segment::create(io, dir, 0, 0, options.segment_size_bytes)?));
+    bases.sort_unstable();
+    if bases.is_empty() {
+        Segment::create(io, dir, 0, 0, options.segment_size_bytes)?;
+        bases.push(0);
     }
-    if segments[0].ordinal() != 0 || segments[0].base_position() != 0 {
-        return Err(Error::corrupt(segments[0].path(), 0, "the first segment is missing"));
+    if bases[0] != 0 {
+        return Err(Error::corrupt(dir.join(segment::file_name(bases[0])), 0, "the first segment is missing"));
     }
-    for pair in segments.windows(2) {
-        if pair[1].ordinal() != pair[0].ordinal() + 1 {
-            return Err(Error::corrupt(
-                pair[1].path(),
-                0,
-                format!("segment {} is missing before this one", pair[0].ordinal() + 1),
-            ));
-        }
-        if pair[1].base_position() <= pair[0].base_position() {
-            return Err(Error::corrupt(pair[1].path(), 0, "base position does not increase over the previous segment"));
-        }
-    }
-    Ok(segments)
-}
-
-/// Why a checkpoint was not loaded.
-enum Rejection {
-    /// It does not check out against the log: ignore it and rebuild.
-    Rejected(String),
-    /// The open must fail: the record the checkpoint vouches for is damaged (`Corrupt`), or a read failed.
-    Failed(Error),
-}
-
-impl From<String> for Rejection {
-    fn from(reason: String) -> Self {
-        Rejection::Rejected(reason)
-    }
-}
-
-impl From<&str> for Rejection {
-    fn from(reason: &str) -> Self {
-        Rejection::Rejected(reason.to_owned())
-    }
-}
-
-/// Loads a checkpoint into `index`, if it checks out: its last record is where it says, with the position
-/// it says, every locator of every stream lies in order before its end, no stream appears twice, and a spread
-/// sample of 32 streams' last records carry their names (all of them would cost a million random reads for a
-/// million streams; the checkpoint's CRC and its last record already vouch for the rest).
-fn load_checkpoint(
-    bytes: &[u8],
-    log: &Log,
-    io: &Io,
-    index: &mut Index,
-    options: &Options,
-) -> Result<Covered, Rejection> {
-    let (summary, streams) = checkpoint::decode(bytes)?;
-    if summary.interval != options.index_interval_events {
-        return Err(Rejection::Rejected(format!(
-            "taken with index interval {}, the store now uses {}",
-            summary.interval, options.index_interval_events
-        )));
-    }
-    check_covered(&summary.covered, log, io)?;
-    let names = PreadNames::new(log, io);
-    let last = summary.covered.last;
-    let sample_every = (summary.streams / 32).max(1);
-    // Every stream takes at least 30 bytes of the file, which bounds what a damaged count can reserve.
-    index.reserve(usize::try_from(summary.streams.min(bytes.len() as u64 / 30)).unwrap_or(0));
-    for (i, stream) in streams.enumerate() {
-        let (name, state) = stream?;
-        let mut previous = None;
-        for &locator in state.sparse.as_slice().iter().chain(std::iter::once(&state.head)) {
-            // Cheap for every stream (no read): in order, before the end, and inside an existing segment's
-            // frames region.
-            let (ordinal, at) = split_locator(locator);
-            let inside = log.segment(ordinal).is_some_and(|segment| {
-                (at as usize) >= SEGMENT_HEADER_LEN && u64::from(at) + frame::HEADER_LEN as u64 <= segment.size()
-            });
-            if !inside || locator > last || previous.is_some_and(|previous| locator < previous) {
-                return Err(format!("stream {name:?} has a locator outside the covered log").into());
-            }
-            previous = Some(locator);
-        }
-        if (i as u64).is_multiple_of(sample_every) && !names.carries(state.head, name) {
-            names.take_failure().map_err(Rejection::Failed)?;
-            return Err(format!("stream {name:?}: its last record belongs to another stream").into());
-        }
-        let inserted = index.insert(name, state, &names);
-        names.take_failure().map_err(Rejection::Failed)?;
-        inserted.map_err(|()| format!("stream {name:?} appears twice"))?;
-    }
-    Ok(summary.covered)
-}
-
-/// Checks the covered point of a checkpoint against the log.
-fn check_covered(covered: &Covered, log: &Log, io: &Io) -> Result<(), Rejection> {
-    let Covered { next_position, end, last, .. } = *covered;
-    let (end_ordinal, end_at) = split_locator(end);
-    let end_segment = log.segment(end_ordinal).ok_or("its end lies in a missing segment")?;
-    if (end_at as usize) < SEGMENT_HEADER_LEN || u64::from(end_at) > end_segment.size() {
-        return Err("its end lies outside its segment".into());
-    }
-    if last == NO_PREV {
-        if next_position != 0 || end != locator(0, SEGMENT_HEADER_LEN as u32) {
-            return Err("an empty log must end at the first segment's start".into());
-        }
-        return Ok(());
-    }
-    // A checkpoint is written only after every record it covers was synced: if its own CRC holds but the last
-    // record it names is damaged (or missing), synced data is damaged.
-    let (ordinal, at) = split_locator(last);
-    let damaged = |offset: u64, file: &Path, why: String| {
-        let reason = format!("the last record the checkpoint covers is damaged: {why}");
-        Rejection::Failed(Error::corrupt(file, offset, reason))
-    };
-    let segment = log
-        .segment(ordinal)
-        .ok_or_else(|| damaged(u64::from(at), log.dir(), format!("it lies in missing segment {ordinal}")))?;
-    if (at as usize) < SEGMENT_HEADER_LEN || u64::from(at) >= segment.size() {
-        return Err(damaged(u64::from(at), segment.path(), "its offset lies outside the segment".into()));
-    }
-    let decoded = PreadWindow::new(&segment, io).frame(at as usize).map_err(Rejection::Failed)?;
-    let frame = decoded.map_err(|err| match err {
-        DecodeError::End => {
-            damaged(u64::from(at), segment.path(), "expected a record, found the end of the log".into())
-        }
-        other => damaged(u64::from(at), segment.path(), other.to_string()),
-    })?;
-    if frame.header.position.checked_add(1) != Some(next_position) {
-        return Err(Rejection::Rejected(format!(
-            "its last record has position {}, but it says the log ends before position {next_position}",
-            frame.header.position
-        )));
-    }
-    // Replay resumes inside these segments without re-reading their starts: their bases must fit the
-    // positions (a later roll would otherwise create a segment with a lower base than its predecessor).
-    if segment.base_position() > frame.header.position || end_segment.base_position() > next_position {
-        return Err("a segment's base position lies beyond the positions it is said to hold".into());
-    }
-    let after = locator(segment.ordinal(), at + frame.stride() as u32);
-    let rolled = end_at as usize == SEGMENT_HEADER_LEN
-        && end_ordinal == segment.ordinal() + 1
-        && end_segment.base_position() == next_position;
-    if end != after && !rolled {
-        return Err("its end does not follow its last record".into());
-    }
-    Ok(())
+    Ok(bases)
 }
 
 /// A record read during replay, not yet applied (its transaction may be incomplete).
 struct Pending {
-    /// The stream name: a range of the transaction's name arena (no allocation per record).
+    /// The stream name and event type: ranges of the transaction's arena (no allocation per record).
     stream: std::ops::Range<usize>,
+    event_type: std::ops::Range<usize>,
     offset: u64,
     prev: u64,
+    position: u64,
     at: usize,
     timestamp: u64,
+    event_id: Uuid,
     txn_after: u32,
 }
 
@@ -284,25 +148,30 @@ struct Scanned {
     proven: (u64, usize),
 }
 
-/// Replays records from `start` to the end of the log into `index`; cuts a torn tail and makes the recovered
-/// records that nothing proves were synced durable.
+/// Replays records from `start_locator` (where the index's tables end) to the end of the log into the
+/// index; cuts a torn tail and makes the recovered records that nothing proves were synced durable.
 fn replay(
     log: &Log,
     io: &Io,
-    index: &mut Index,
-    start: Covered,
+    index: &Index,
+    start_locator: u64,
+    mut tail: Tail,
     options: &Options,
     report: &mut RecoveryReport,
 ) -> Result<WriterState> {
-    let segments = log.segments();
-    let (start_ordinal, start_at) = split_locator(start.end);
-    let mut tail =
-        Tail { next_position: start.next_position, last_locator: start.last, last_timestamp: start.last_timestamp };
-    let last_ordinal = segments.last().expect("a log has a segment").ordinal();
-
-    for segment in segments.iter().filter(|segment| segment.ordinal() >= start_ordinal) {
-        let at = if segment.ordinal() == start_ordinal { start_at as usize } else { SEGMENT_HEADER_LEN };
-        if segment.ordinal() > start_ordinal && segment.base_position() != tail.next_position {
+    let (start_ordinal, start_at) = split_locator(start_locator);
+    let last_ordinal = log.segment_count() - 1;
+    if start_ordinal > last_ordinal {
+        return Err(Error::corrupt(
+            log.dir(),
+            0,
+            format!("the index covers segment {start_ordinal}, which is missing"),
+        ));
+    }
+    for ordinal in start_ordinal..=last_ordinal {
+        let segment = log.segment(ordinal)?;
+        let at = if ordinal == start_ordinal { start_at as usize } else { SEGMENT_HEADER_LEN };
+        if ordinal > start_ordinal && segment.base_position() != tail.next_position {
             return Err(Error::corrupt(
                 segment.path(),
                 0,
@@ -313,13 +182,13 @@ fn replay(
                 ),
             ));
         }
-        let mut window = PreadWindow::new(segment, io);
+        let mut window = PreadWindow::new(&segment, io);
         let scanned = scan(&mut window, log, io, index, at, &mut tail, report)?;
 
-        if segment.ordinal() != last_ordinal {
+        if ordinal != last_ordinal {
             // A sealed segment was synced in full before its successor was created: anything short of a clean
             // end exactly at the successor's base is damage to synced data.
-            let successor_base = log.segment(segment.ordinal() + 1).expect("not the last").base_position();
+            let successor_base = log.base(ordinal + 1).expect("not the last");
             let problem = match (&scanned.stop, scanned.pending_at) {
                 (Some(reason), _) => Some((scanned.at, reason.clone())),
                 (None, Some(first)) => Some((first, "incomplete transaction in a sealed segment".to_owned())),
@@ -335,17 +204,18 @@ fn replay(
             if let Some((offset, reason)) = problem {
                 return Err(Error::corrupt(segment.path(), offset as u64, reason));
             }
+            // The sealed segment's entries are complete: the background thread writes them out as a table.
+            index.freeze(successor_base, locator(ordinal + 1, SEGMENT_HEADER_LEN as u32));
             continue;
         }
-        return finish_last_segment(segment, &mut window, io, &scanned, &tail, options, report);
+        return finish_last_segment(&segment, &mut window, io, &scanned, &tail, options, report);
     }
-    unreachable!("the start segment exists, so the loop reaches the last segment")
+    unreachable!("the loop reaches the last segment")
 }
 
 /// Where replay has reached.
 struct Tail {
     next_position: u64,
-    last_locator: u64,
     last_timestamp: u64,
 }
 
@@ -354,20 +224,19 @@ fn scan(
     window: &mut PreadWindow<'_>,
     log: &Log,
     io: &Io,
-    index: &mut Index,
+    index: &Index,
     mut at: usize,
     tail: &mut Tail,
     report: &mut RecoveryReport,
 ) -> Result<Scanned> {
     let segment = window.segment();
-    let names = PreadNames::new(log, io);
     let mut pending: Vec<Pending> = Vec::new();
     let mut arena: Vec<u8> = Vec::new();
     let mut committed = (at, tail.next_position);
     // Where replay starts in a segment is proven synced: the segment's base (its predecessor was synced before
-    // it was created) or a checkpoint's end (written after a sync of all it covers). Later intact records move
-    // the proof forward with their `synced_before`. `unproven` holds the (position, byte offset) of the records
-    // from the proven point on, so that the proven record's offset is at hand when the proof moves.
+    // it was created) or the index's end (a table is written after a sync of all it covers). Later intact
+    // records move the proof forward with their `synced_before`. `unproven` holds the (position, byte offset)
+    // of the records from the proven point on, so that the proven record's offset is at hand when it moves.
     let mut proven = (tail.next_position, at);
     let mut unproven: VecDeque<(u64, usize)> = VecDeque::new();
     let stop: Option<String> = loop {
@@ -397,21 +266,26 @@ fn scan(
             }
             proven = (synced, unproven.front().map_or(at, |&(_, offset)| offset));
         }
-        let name_start = arena.len();
-        arena.extend_from_slice(&window.bytes(at, frame.len)?[frame.stream.clone()]);
+        let bytes = &window.bytes(at, frame.len)?[..frame.len];
+        let stream_start = arena.len();
+        arena.extend_from_slice(&bytes[frame.stream.clone()]);
+        let type_start = arena.len();
+        arena.extend_from_slice(&bytes[frame.event_type.clone()]);
         pending.push(Pending {
-            stream: name_start..arena.len(),
+            stream: stream_start..type_start,
+            event_type: type_start..arena.len(),
             offset: frame.header.offset,
             prev: frame.header.prev,
+            position,
             at,
             timestamp: frame.header.timestamp_nanos,
+            event_id: frame.header.event_id,
             txn_after: frame.header.txn_after,
         });
         at += frame.stride();
         if frame.header.txn_after == 0 {
+            apply(log, io, index, segment, &arena, &pending, at)?;
             for record in pending.drain(..) {
-                apply(&names, index, segment, &arena, &record)?;
-                tail.last_locator = locator(segment.ordinal(), record.at as u32);
                 tail.last_timestamp = tail.last_timestamp.max(record.timestamp);
                 report.records_replayed += 1;
             }
@@ -421,6 +295,69 @@ fn scan(
     };
     tail.next_position = committed.1;
     Ok(Scanned { stop, at, committed, pending_at: pending.first().map(|record| record.at), proven })
+}
+
+/// Adds one replayed transaction to the index after checking that each record continues its stream: offset 0
+/// with no back-link for a new stream, else the next offset linking back to the stream's last record. `end` is
+/// the byte offset after the transaction.
+fn apply(
+    log: &Log,
+    io: &Io,
+    index: &Index,
+    segment: &Segment,
+    arena: &[u8],
+    txn: &[Pending],
+    end: usize,
+) -> Result<()> {
+    let text =
+        |range: &std::ops::Range<usize>| std::str::from_utf8(&arena[range.clone()]).expect("the decoder checked UTF-8");
+    // Streams touched earlier in this transaction: (last offset, locator).
+    let mut staged: Vec<(&str, u64, u64)> = Vec::new();
+    for record in txn {
+        let stream = text(&record.stream);
+        let head = match staged.iter().rev().find(|(name, _, _)| *name == stream) {
+            Some(&(_, last_offset, head)) => Some((last_offset, head)),
+            None => index.head(stream, Via::Pread(io))?.map(|head| (head.last_offset, head.locator)),
+        };
+        let expected = head.map_or((0, NO_PREV), |(last_offset, head)| (last_offset + 1, head));
+        if (record.offset, record.prev) != expected {
+            return Err(Error::corrupt(
+                segment.path(),
+                record.at as u64,
+                format!(
+                    "record of stream {stream:?} has offset {} (expected {}) or a back-link that does not continue it",
+                    record.offset, expected.0
+                ),
+            ));
+        }
+        staged.push((stream, record.offset, locator(segment.ordinal(), record.at as u32)));
+    }
+    let ordinal = segment.ordinal();
+    let records = txn.iter().enumerate().map(|(i, record)| {
+        let next = txn.get(i + 1).map_or(end, |next| next.at);
+        let record = Record {
+            stream: text(&record.stream),
+            event_type: text(&record.event_type),
+            offset: record.offset,
+            position: record.position,
+            locator: locator(ordinal, record.at as u32),
+            timestamp: record.timestamp,
+            event_id: record.event_id,
+        };
+        (record, next_locator(log, ordinal, next, record.position + 1))
+    });
+    index.publish(records, || ());
+    Ok(())
+}
+
+/// The locator of the next record: at `at` in segment `ordinal`, or at the start of the next segment if that
+/// one begins with `next_position`.
+fn next_locator(log: &Log, ordinal: u32, at: usize, next_position: u64) -> u64 {
+    if log.base(ordinal + 1) == Some(next_position) {
+        locator(ordinal + 1, SEGMENT_HEADER_LEN as u32)
+    } else {
+        locator(ordinal, at as u32)
+    }
 }
 
 /// Decides the end of the last segment: `Corrupt` if a later record proves lost data was synced, else the cut;
@@ -460,6 +397,7 @@ fn finish_last_segment(
         report.tail_bytes_cut = (nonzero_end.max(scanned.at) - cut) as u64;
     }
     let (proven_position, proven_at) = scanned.proven;
+    let active_file = segment.open_file()?;
     let tail_zeroed = if proven_position < tail.next_position {
         // IMPORTANT: the records from the proven point to the cut were read back from the page cache. They
         // may never have reached the disk: written before a crash and never synced, or (fsyncgate) written
@@ -467,7 +405,7 @@ fn finish_last_segment(
         // now would write nothing. Writing them again makes their pages dirty; the sync then makes them
         // durable. Only then may readers see them, and later records' `synced_before` vouch for them. The tail
         // after the cut is zeroed in the same pass (what the writer would otherwise do before its first group).
-        resync(segment, io, proven_at, cut)
+        resync(segment, &active_file, io, proven_at, cut)
             .context(|| format!("making the recovered records of {} durable", segment.path().display()))?;
         report.records_resynced = tail.next_position - proven_position;
         true
@@ -476,18 +414,18 @@ fn finish_last_segment(
     };
     Ok(WriterState {
         active: active.clone(),
+        active_file,
         write_at: cut as u64,
         next_position: tail.next_position,
-        last_locator: tail.last_locator,
         last_timestamp: tail.last_timestamp,
         tail_zeroed,
     })
 }
 
 /// Writes the bytes `[from, cut)` of `segment` again (read back with `pread`), zeroes `[cut, size)`, and syncs.
-fn resync(segment: &Segment, io: &Io, from: usize, cut: usize) -> std::io::Result<()> {
+fn resync(segment: &Segment, file: &File, io: &Io, from: usize, cut: usize) -> std::io::Result<()> {
     const CHUNK_BYTES: usize = 1 << 20;
-    let (file, path) = (segment.file(), segment.path());
+    let path = segment.path();
     let mut buf = vec![0u8; CHUNK_BYTES.min(cut - from)];
     let mut at = from;
     while at < cut {
@@ -498,25 +436,6 @@ fn resync(segment: &Segment, io: &Io, from: usize, cut: usize) -> std::io::Resul
     }
     io.zero_range(file, path, cut as u64, segment.size() - cut as u64)?;
     io.sync_data(file, path)
-}
-
-/// Adds one replayed record to the index after checking it continues its stream.
-fn apply(names: &PreadNames<'_>, index: &mut Index, segment: &Segment, arena: &[u8], record: &Pending) -> Result<()> {
-    let stream = std::str::from_utf8(&arena[record.stream.clone()]).expect("the decoder checked UTF-8");
-    let here = locator(segment.ordinal(), record.at as u32);
-    let applied = index.append(stream, record.offset, record.prev, here, names);
-    names.take_failure()?;
-    applied.map_err(|()| {
-        let expected = index.get(stream, names).map_or(0, |state| state.last_offset + 1);
-        Error::corrupt(
-            segment.path(),
-            record.at as u64,
-            format!(
-                "record of stream {:?} has offset {} (expected {expected}) or a back-link that does not continue it",
-                stream, record.offset
-            ),
-        )
-    })
 }
 
 /// What lies past the end of the recovered log.

@@ -64,11 +64,12 @@ pub fn file_name(base_position: u64) -> String {
     format!("{base_position:020}.{SEGMENT_SUFFIX}")
 }
 
-/// One open segment. `Send + Sync`: the writer thread writes while readers read the mapping.
+/// One segment, mapped. `Send + Sync`: readers read the mapping while the writer writes the file (through
+/// its own descriptor, [`Segment::open_file`]). A segment holds no file descriptor: the log keeps a bounded
+/// number of segments mapped, and a `Bytes` slice handed to a reader keeps its mapping alive on its own.
 #[derive(Debug)]
 pub struct Segment {
     path: PathBuf,
-    file: File,
     /// The whole file, mapped read-only and shared. Slices of it outlive the segment.
     map: Bytes,
     base_position: u64,
@@ -76,15 +77,17 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates a segment: temporary name, reserve and zero the space, header, sync, rename, sync the directory.
-    pub fn create(io: &Io, dir: &Path, ordinal: u32, base_position: u64, size: u64) -> Result<Segment> {
+    /// Creates a segment: temporary name, reserve the space, header, sync, rename, sync the directory. Returns
+    /// it with a descriptor open for writing.
+    pub fn create(io: &Io, dir: &Path, ordinal: u32, base_position: u64, size: u64) -> Result<(Segment, File)> {
         let spare = Spare::prepare(io, dir, &format!("{}.tmp", file_name(base_position)), size, false)?;
         Segment::install(io, dir, spare, ordinal, base_position)
     }
 
     /// Turns a prepared spare file into the segment starting at `base_position`: header, sync, rename, sync
-    /// the directory. Only the header is written here; the slow part (reserving and zeroing) is done.
-    pub fn install(io: &Io, dir: &Path, spare: Spare, ordinal: u32, base_position: u64) -> Result<Segment> {
+    /// the directory. Only the header is written here; the slow part (reserving and zeroing) is done. Returns
+    /// the segment with the spare's descriptor, open for writing.
+    pub fn install(io: &Io, dir: &Path, spare: Spare, ordinal: u32, base_position: u64) -> Result<(Segment, File)> {
         let path = dir.join(file_name(base_position));
         let Spare { file, tmp, size } = spare;
         let result = (|| {
@@ -98,16 +101,14 @@ impl Segment {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io(format!("creating segment {}", path.display()), err));
         }
-        Self::map(path, file, base_position, ordinal)
+        let segment = Self::map(path, &file, base_position, ordinal)?;
+        Ok((segment, file))
     }
 
-    /// Opens an existing segment and checks its header.
-    pub fn open(path: &Path) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .context(|| format!("opening segment {}", path.display()))?;
+    /// Opens an existing segment, checks its header (and that it is the segment with `ordinal` and
+    /// `base_position`, when given), maps it and closes the descriptor.
+    pub fn open(path: &Path, expected: Option<(u32, u64)>) -> Result<Segment> {
+        let file = File::open(path).context(|| format!("opening segment {}", path.display()))?;
         let len = file.metadata().context(|| format!("reading metadata of {}", path.display()))?.len();
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         if len < SEGMENT_HEADER_LEN as u64 {
@@ -123,16 +124,42 @@ impl Segment {
                 format!("header says {size} bytes but the file has {len}"),
             ));
         }
-        Self::map(path.to_owned(), file, base_position, ordinal)
+        if let Some((expected_ordinal, expected_base)) = expected {
+            if ordinal != expected_ordinal {
+                return Err(Error::corrupt(
+                    path,
+                    ORDINAL_OFFSET as u64,
+                    format!("segment {expected_ordinal} is missing: this file is segment {ordinal}"),
+                ));
+            }
+            if base_position != expected_base {
+                return Err(Error::corrupt(
+                    path,
+                    BASE_OFFSET as u64,
+                    format!("file name does not match its base position {base_position}"),
+                ));
+            }
+        }
+        Self::map(path.to_owned(), &file, base_position, ordinal)
     }
 
-    fn map(path: PathBuf, file: File, base_position: u64, ordinal: u32) -> Result<Segment> {
+    /// A descriptor of the segment's file open for reading and writing (the writer's, recovery's).
+    pub fn open_file(&self) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .context(|| format!("opening segment {}", self.path.display()))
+    }
+
+    fn map(path: PathBuf, file: &File, base_position: u64, ordinal: u32) -> Result<Segment> {
         // SAFETY: the mapping is read-only and shared. Its bytes can change under us only through writes to the
         // file: ours go (through `pwrite`) only to bytes past the committed end, which no reader is given, and
         // the directory lock keeps other annals processes out. The file is never shrunk while mapped (a
-        // shrink would turn reads into SIGBUS). Bytes handed out are therefore never modified.
-        let mmap = unsafe { Mmap::map(&file) }.context(|| format!("mapping {}", path.display()))?;
-        Ok(Segment { path, file, map: Bytes::from_owner(mmap), base_position, ordinal })
+        // shrink would turn reads into SIGBUS). Bytes handed out are therefore never modified. The mapping
+        // stays valid after the descriptor is closed.
+        let mmap = unsafe { Mmap::map(file) }.context(|| format!("mapping {}", path.display()))?;
+        Ok(Segment { path, map: Bytes::from_owner(mmap), base_position, ordinal })
     }
 
     pub fn path(&self) -> &Path {
@@ -154,10 +181,6 @@ impl Segment {
 
     pub fn size(&self) -> u64 {
         self.map.len() as u64
-    }
-
-    pub fn file(&self) -> &File {
-        &self.file
     }
 }
 
@@ -207,17 +230,27 @@ impl Spare {
 pub struct PreadWindow<'a> {
     segment: &'a Segment,
     io: &'a Io,
+    /// Opened at the first read: the segment itself holds no descriptor.
+    file: Option<File>,
     buf: Vec<u8>,
     /// Segment offset of `buf[0]`.
     start: usize,
+    /// Bytes the next `pread` asks for (more when one frame is larger): doubles with each read up to
+    /// `window_max`, so that a short look (a clean open sees the end of the log at once) reads little and a
+    /// long scan reads in large steps.
+    window_bytes: usize,
+    window_max: usize,
 }
 
-/// Bytes one `pread` of a [`PreadWindow`] asks for (more when one frame is larger).
-const PREAD_WINDOW_BYTES: usize = 1 << 20;
-
 impl<'a> PreadWindow<'a> {
+    /// A window for scanning: 64 KiB at first, up to 1 MiB at a time.
     pub fn new(segment: &'a Segment, io: &'a Io) -> Self {
-        PreadWindow { segment, io, buf: Vec::new(), start: 0 }
+        PreadWindow { segment, io, file: None, buf: Vec::new(), start: 0, window_bytes: 64 << 10, window_max: 1 << 20 }
+    }
+
+    /// A window for looking at one record: 4 KiB at a time (more only if the record is larger).
+    pub fn small(segment: &'a Segment, io: &'a Io) -> Self {
+        PreadWindow { window_bytes: 4 << 10, window_max: 4 << 10, ..PreadWindow::new(segment, io) }
     }
 
     pub fn segment(&self) -> &'a Segment {
@@ -230,10 +263,16 @@ impl<'a> PreadWindow<'a> {
         let at = at.min(size);
         let wanted = len.min(size - at);
         if at < self.start || at + wanted > self.start + self.buf.len() {
-            let read = wanted.max(PREAD_WINDOW_BYTES).min(size - at);
+            let read = wanted.max(self.window_bytes).min(size - at);
+            self.window_bytes = (self.window_bytes * 2).min(self.window_max);
             self.buf.resize(read, 0);
             self.start = at;
-            if let Err(err) = self.io.read_at(self.segment.file(), self.segment.path(), &mut self.buf, at as u64) {
+            if self.file.is_none() {
+                let path = self.segment.path();
+                self.file = Some(File::open(path).context(|| format!("opening segment {}", path.display()))?);
+            }
+            let file = self.file.as_ref().expect("opened above");
+            if let Err(err) = self.io.read_at(file, self.segment.path(), &mut self.buf, at as u64) {
                 self.buf.clear();
                 return Err(Error::io(format!("reading segment {} at byte {at}", self.segment.path().display()), err));
             }
@@ -304,11 +343,12 @@ mod tests {
     #[test]
     fn create_then_open_round_trips_the_header() {
         let dir = tempfile::tempdir().unwrap();
-        let created = Segment::create(&Io::default(), dir.path(), 3, 1234, 8192).unwrap();
+        let (created, _file) = Segment::create(&Io::default(), dir.path(), 3, 1234, 8192).unwrap();
         assert_eq!(created.size(), 8192);
         // Reserved space reads as zeros: the end of the log.
         assert!(created.bytes()[SEGMENT_HEADER_LEN..].iter().all(|&b| b == 0));
-        let opened = Segment::open(created.path()).unwrap();
+        let opened = Segment::open(created.path(), Some((3, 1234))).unwrap();
+        assert!(matches!(Segment::open(created.path(), Some((2, 1234))), Err(Error::Corrupt { .. })));
         assert_eq!((opened.base_position(), opened.ordinal(), opened.size()), (1234, 3, 8192));
         assert_eq!(opened.path().file_name().unwrap(), "00000000000000001234.seg");
     }
@@ -316,23 +356,23 @@ mod tests {
     #[test]
     fn a_damaged_header_is_corrupt_and_a_newer_version_is_unsupported() {
         let dir = tempfile::tempdir().unwrap();
-        let path = Segment::create(&Io::default(), dir.path(), 0, 0, 4096).unwrap().path().to_owned();
+        let path = Segment::create(&Io::default(), dir.path(), 0, 0, 4096).unwrap().0.path().to_owned();
         let pristine = std::fs::read(&path).unwrap();
 
         let mut damaged = pristine.clone();
         damaged[BASE_OFFSET] ^= 1;
         std::fs::write(&path, &damaged).unwrap();
-        assert!(matches!(Segment::open(&path), Err(Error::Corrupt { .. })));
+        assert!(matches!(Segment::open(&path, None), Err(Error::Corrupt { .. })));
 
         let mut newer = pristine.clone();
         newer[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let crc = crc32fast::hash(&newer[..HEADER_CRC_OFFSET]);
         newer[HEADER_CRC_OFFSET..SEGMENT_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&path, &newer).unwrap();
-        assert!(matches!(Segment::open(&path), Err(Error::UnsupportedFormat { found: 2, .. })));
+        assert!(matches!(Segment::open(&path, None), Err(Error::UnsupportedFormat { found: 2, .. })));
 
         std::fs::write(&path, &pristine[..100]).unwrap();
-        assert!(matches!(Segment::open(&path), Err(Error::Corrupt { .. })));
+        assert!(matches!(Segment::open(&path, None), Err(Error::Corrupt { .. })));
     }
 
     #[test]

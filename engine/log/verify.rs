@@ -1,15 +1,17 @@
 //! `Store::verify`: a read-only walk over every committed record that checks every CRC, the density of
-//! positions and offsets, the stream back-links and transaction markers, and every entry of the live index
-//! against an index rebuilt from the log. It reads with `pread` and never holds the index lock across a read.
+//! positions and offsets, the stream back-links and transaction markers, and that the index holds exactly the
+//! entries of every record (stream, category, event type), with every page of its tables intact. It reads the
+//! log with `pread` and never holds the index's lock across a read.
 
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::index::Index;
-use crate::log::frame::DecodeError;
+use crate::index::table::Section;
+use crate::index::{Index, Kind};
+use crate::log::corrupt_frame;
+use crate::log::frame::NO_PREV;
 use crate::log::segment::{locator, PreadWindow, SEGMENT_HEADER_LEN};
 use crate::log::writer::Shared;
-use crate::log::PreadNames;
 
 /// What [`Store::verify`](crate::Store::verify) found.
 #[derive(Debug, Default)]
@@ -19,7 +21,7 @@ pub struct VerifyReport {
     pub segments: usize,
     /// Records checked.
     pub records: u64,
-    /// Streams found in the log.
+    /// Streams found in the log (records at offset 0).
     pub streams: usize,
     /// Bytes of frames checked (padding included).
     pub bytes: u64,
@@ -37,15 +39,15 @@ impl VerifyReport {
 pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
     let committed = shared.committed.load(Ordering::Acquire);
     let log = &*shared.log;
-    // Every byte is read with `pread`: a media error becomes `Err(Io)` naming the file and offset (a read
-    // through the mapping would be SIGBUS), and verify takes no lock while it reads.
-    let names = PreadNames::new(log, &shared.io);
-    let mut rebuilt = Index::new(shared.options.index_interval_events, u64::MAX);
+    let index = &*shared.index;
     let mut report = VerifyReport::default();
+    // Every byte of the log is read with `pread`: a media error becomes `Err(Io)` naming the file and offset
+    // (a read through the mapping would be SIGBUS). The index's lock is never held across a read.
     let mut position = 0;
-    let segments = log.segments();
     let mut txn_after_expected: Option<u32> = None;
-    'segments: for (i, segment) in segments.iter().enumerate() {
+    let segment_count = log.segment_count();
+    'segments: for ordinal in 0..segment_count {
+        let segment = log.segment(ordinal)?;
         report.segments += 1;
         if segment.base_position() != position {
             report.problem = Some(Error::corrupt(
@@ -55,85 +57,108 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
             ));
             break;
         }
-        let end = segments.get(i + 1).map_or(committed, |next| next.base_position().min(committed));
-        let mut window = PreadWindow::new(segment, &shared.io);
+        let end = log.base(ordinal + 1).map_or(committed, |next| next.min(committed));
+        let mut window = PreadWindow::new(&segment, &shared.io);
         let mut at = SEGMENT_HEADER_LEN;
         while position < end {
             let frame = match window.frame(at)? {
                 Ok(frame) => frame,
                 Err(err) => {
-                    let reason = match err {
-                        DecodeError::End => "expected a record, found the end of the log".to_owned(),
-                        other => other.to_string(),
-                    };
-                    report.problem = Some(Error::corrupt(segment.path(), at as u64, reason));
+                    report.problem = Some(corrupt_frame(&segment, at, err));
                     break 'segments;
                 }
             };
             let header = frame.header;
-            let stream = {
+            let (stream, event_type) = {
                 let bytes = &window.bytes(at, frame.len)?[..frame.len];
-                std::str::from_utf8(&bytes[frame.stream.clone()]).expect("decode checked UTF-8").to_owned()
+                let text = |range: std::ops::Range<usize>| {
+                    std::str::from_utf8(&bytes[range]).expect("decode checked UTF-8").to_owned()
+                };
+                (text(frame.stream.clone()), text(frame.event_type.clone()))
             };
+            let here = locator(ordinal, at as u32);
             let problem = if header.position != position {
                 Some(format!("expected position {position}, found {}", header.position))
             } else if txn_after_expected.is_some_and(|txn_after| txn_after != header.txn_after) {
                 Some("transaction marker out of sequence".to_owned())
             } else {
-                // The back-link identifies the stream: no name is read back unless two streams share a hash.
-                let here = locator(segment.ordinal(), at as u32);
-                let appended = rebuilt.append(&stream, header.offset, header.prev, here, &names);
-                names.take_failure()?;
-                appended.is_err().then(|| {
-                    format!("stream {stream:?}: offset {} or back-link does not continue the stream", header.offset)
-                })
+                match check_record(index, &stream, &event_type, header.offset, header.prev, here) {
+                    Ok(problem) => problem,
+                    // Damage found in the index (a table page): the first problem.
+                    Err(err @ Error::Corrupt { .. }) => {
+                        report.problem = Some(err);
+                        break 'segments;
+                    }
+                    Err(err) => return Err(err),
+                }
             };
             if let Some(reason) = problem {
                 report.problem = Some(Error::corrupt(segment.path(), at as u64, reason));
                 break 'segments;
             }
             txn_after_expected = header.txn_after.checked_sub(1);
+            report.streams += usize::from(header.offset == 0);
             report.records += 1;
             report.bytes += frame.stride() as u64;
             at += frame.stride();
             position += 1;
         }
     }
-    report.streams = rebuilt.stream_count();
     if report.problem.is_none() && txn_after_expected.is_some() {
         report.problem = Some(Error::corrupt(log.dir(), 0, "the committed log ends inside a transaction"));
     }
     if report.problem.is_none() {
-        report.problem = compare_indexes(&rebuilt, shared, &names)?;
+        report.problem = check_tables(index)?;
     }
     Ok(report)
 }
 
-/// Checks the live index against the rebuilt one. The live one may be ahead (appends since the walk began).
-///
-/// IMPORTANT: the live index's lock is held only to copy one stream's entry, never across a read of the log:
-/// the writer needs the lock to publish every group, and readers queue behind a waiting writer.
-fn compare_indexes(rebuilt: &Index, shared: &Shared, names: &PreadNames<'_>) -> Result<Option<Error>> {
-    let log = &*shared.log;
-    let mut problem = None;
-    rebuilt.for_each(names, |name, state| {
-        if problem.is_some() {
-            return;
+/// Checks one record against the log's rules and the index: it continues its stream (offset 0 with no
+/// back-link, or a back-link to the stream's record at the offset before), and the index holds its stream,
+/// category and event-type entries. `Some(reason)` on a problem.
+fn check_record(
+    index: &Index,
+    stream: &str,
+    event_type: &str,
+    offset: u64,
+    prev: u64,
+    here: u64,
+) -> Result<Option<String>> {
+    let continues = match offset.checked_sub(1) {
+        None => prev == NO_PREV,
+        Some(before) => prev != NO_PREV && index.has_stream_entry(stream, before, prev)?,
+    };
+    if !continues {
+        return Ok(Some(format!("stream {stream:?}: offset {offset} or back-link does not continue the stream")));
+    }
+    if !index.has_stream_entry(stream, offset, here)? {
+        return Ok(Some(format!("the index has no entry for offset {offset} of stream {stream:?} here")));
+    }
+    let category = crate::index::hash::category(stream, index.separator());
+    if !index.holds_pair(Kind::Category, category, here)? {
+        return Ok(Some(format!("the index has no entry of category {category:?} for this record")));
+    }
+    if !index.holds_pair(Kind::EventType, event_type, here)? {
+        return Ok(Some(format!("the index has no entry of event type {event_type:?} for this record")));
+    }
+    Ok(None)
+}
+
+/// Checks every page of every table (its CRC) and that each table holds exactly one entry of each kind per
+/// record of its range: with every record's entries found by the walk, no entry is extra.
+fn check_tables(index: &Index) -> Result<Option<Error>> {
+    for table in index.tables() {
+        if let Err(err) = table.verify_pages() {
+            return Ok(Some(err));
         }
-        let candidates = shared.index.read().candidates(name);
-        // The live entry of this name: the one whose last record carries it (read outside the lock).
-        let current =
-            candidates.into_iter().find(|(confirmed, current)| *confirmed || names.carries(current.head, name));
-        let consistent = current.is_some_and(|(_, current)| {
-            current.last_offset >= state.last_offset
-                && (current.last_offset > state.last_offset || current.head == state.head)
-                && current.sparse.as_slice().starts_with(state.sparse.as_slice())
-        });
-        if !consistent {
-            let reason = format!("the in-memory index entry of stream {name:?} disagrees with the log");
-            problem = Some(Error::corrupt(log.dir(), 0, reason));
+        let meta = table.meta();
+        let records = meta.end_position - meta.first_position;
+        for section in [Section::Streams, Section::Categories, Section::EventTypes] {
+            if table.len(section) != records {
+                let reason = format!("{section:?} holds {} entries for {records} records", table.len(section));
+                return Ok(Some(Error::corrupt(table.path(), 0, reason)));
+            }
         }
-    });
-    names.take_failure()?;
-    Ok(problem)
+    }
+    Ok(None)
 }

@@ -9,17 +9,18 @@
 //! wait forever: a [`Responder`] that is dropped unanswered (writer shut down or panicked) answers `Closed`.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::index::memtable::Record;
 use crate::index::Index;
-use crate::log::checkpoint;
 use crate::log::frame::{self, Header, NO_PREV};
 use crate::log::io::Io;
 use crate::log::segment::{locator, Segment, Spare, SEGMENT_HEADER_LEN};
@@ -99,7 +100,7 @@ pub(crate) struct Queue {
 /// What the store and its writer thread share. `Send + Sync`.
 pub(crate) struct Shared {
     pub log: Arc<Log>,
-    pub index: Arc<RwLock<Index>>,
+    pub index: Arc<Index>,
     /// Positions below this are committed (under `SyncData`: durable) and visible to readers.
     pub committed: AtomicU64,
     /// Positions below this are on stable storage (equal to `committed` under `SyncData` once a group is
@@ -125,15 +126,39 @@ impl Shared {
 /// The writer thread's own state: where the log ends.
 pub(crate) struct WriterState {
     pub active: Arc<Segment>,
+    /// The active segment's file, open for writing (segments themselves hold no descriptor).
+    pub active_file: File,
     /// Where the next frame goes in `active`.
     pub write_at: u64,
     pub next_position: u64,
-    /// Locator of the record at `next_position - 1`, or `NO_PREV`.
-    pub last_locator: u64,
     pub last_timestamp: u64,
     /// Whether the bytes of `active` from `write_at` on are known to be zeros. After recovery they may hold
-    /// a torn tail or stale frames, so they are zeroed and synced before the first write.
+    /// a torn tail or stale frames, so they are zeroed and synced before the first write (by recovery when it
+    /// had records to resync, else by the writer before its first group).
     pub tail_zeroed: bool,
+}
+
+/// One record a group encoded, to publish once it is written (and synced): where its stream, part and event
+/// are in the group's bodies, and where it went.
+struct Staged {
+    txn: usize,
+    part: usize,
+    event: usize,
+    offset: u64,
+    position: u64,
+    locator: u64,
+}
+
+/// A group in the making.
+#[derive(Default)]
+struct Group<'a> {
+    outcomes: Vec<Outcome>,
+    /// Streams the group wrote to: last offset and head locator after its staged writes.
+    heads: HashMap<&'a str, (u64, u64), foldhash::fast::RandomState>,
+    /// Records written, not yet published.
+    records: Vec<Staged>,
+    /// Creating the next segment failed: the rest of the group fails the same way.
+    roll_failure: Option<io::Error>,
 }
 
 /// What one transaction came to within a group.
@@ -200,8 +225,8 @@ impl Writer {
         self.shared.clone()
     }
 
-    /// The thread's body. Returns when the store shuts down and the queue is empty; the final checkpoint's
-    /// failure is returned to `close`.
+    /// The thread's body. Returns when the store shuts down and the queue is empty, after the final sync and
+    /// once the index has written every entry out; their failure is returned to `close`.
     pub fn run(mut self) -> Result<()> {
         loop {
             match self.next_work() {
@@ -215,11 +240,19 @@ impl Writer {
                 Work::Shutdown => break,
             }
         }
-        if let Some(poisoned) = self.shared.poisoned() {
-            return Err(poisoned);
-        }
-        self.sync()?;
-        self.checkpoint()
+        let index = self.shared.index.clone();
+        let synced = match self.shared.poisoned() {
+            Some(poisoned) => Err(poisoned),
+            None => self.sync().map(|()| {
+                // Everything published is synced: the active memtable becomes a table, so that the next open
+                // replays nothing.
+                let end = locator(self.state.active.ordinal(), self.state.write_at as u32);
+                index.freeze(self.state.next_position, end);
+            }),
+        };
+        // The index thread stops either way; the entries of a poisoned store are rebuilt at the next open.
+        let closed = index.close();
+        synced.and(closed)
     }
 
     /// Waits for work: a group of transactions, a due background flush, or shutdown.
@@ -266,7 +299,8 @@ impl Writer {
         }
     }
 
-    /// Commits one group: validate, encode, write, sync once, publish, answer.
+    /// Commits one group: validate and encode each transaction (rolling when one does not fit), write once,
+    /// sync once, publish, answer.
     fn commit(&mut self, txns: Vec<Txn>) {
         if let Some(poisoned) = self.shared.poisoned() {
             for txn in txns {
@@ -274,18 +308,9 @@ impl Writer {
             }
             return;
         }
-        if !self.state.tail_zeroed {
-            // IMPORTANT: once per open, before the first group is encoded, unless recovery did it: zero what
-            // lies after the recovered end (a torn tail, stale frames of a lost group), so that no stale frame
-            // can line up with the frames written from here on, and sync, so that the zeros are durable before
-            // the first new byte is.
-            let (file, path, at) = (self.state.active.file(), self.state.active.path(), self.state.write_at);
-            let zeroed = self.shared.io.zero_range(file, path, at, self.state.active.size() - at);
-            if let Err(cause) = zeroed.and_then(|()| self.shared.io.sync_data(file, path)) {
-                let cause = self.shared.poison(cause);
-                return self.fail_all(txns.into_iter().map(|txn| txn.responder).collect(), cause);
-            }
-            self.state.tail_zeroed = true;
+        if let Err(cause) = self.zero_tail_once() {
+            let cause = self.shared.poison(cause);
+            return self.fail_all(txns.into_iter().map(|txn| txn.responder).collect(), cause);
         }
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         // Timestamps never go backwards, whatever the wall clock does.
@@ -298,116 +323,14 @@ impl Writer {
             responders.push(txn.responder);
             bodies.push((txn.parts, txn.bytes));
         }
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(bodies.len());
-        // Streams touched by this group: last offset and head locator after the staged writes.
-        let mut staged: HashMap<&str, (u64, u64), foldhash::fast::RandomState> = HashMap::default();
-        // Index updates to publish after the sync: (txn, part, offset, locator).
-        let mut records: Vec<(usize, usize, u64, u64, u64)> = Vec::new();
-        let mut rolled = false;
-        let mut roll_failure: Option<io::Error> = None;
+        let mut group = Group::default();
         self.buffer.clear();
-
-        let shared = self.shared.clone();
-        let index = shared.index.read();
-        for (txn_no, (parts, bytes)) in bodies.iter().enumerate() {
-            if let Some(err) = &roll_failure {
-                outcomes.push(Outcome::Failed(Error::io("creating the next segment", clone_io(err))));
-                continue;
+        for txn_no in 0..bodies.len() {
+            match self.stage(txn_no, &bodies, timestamp, &mut group) {
+                Ok(outcome) => group.outcomes.push(outcome),
+                Err(cause) => return self.fail_all(responders, cause),
             }
-            // Check every expectation first: one conflict fails the whole transaction.
-            let mut heads = Vec::with_capacity(parts.len());
-            let mut conflict = None;
-            for part in parts {
-                let current = staged
-                    .get(part.stream.as_str())
-                    .copied()
-                    .or_else(|| index.get(&part.stream, &*shared.log).map(|state| (state.last_offset, state.head)));
-                let actual = current.map(|(offset, _)| offset);
-                if !part.expected.admits(actual) {
-                    conflict = Some(Error::WrongExpectedVersion {
-                        stream: part.stream.clone(),
-                        expected: part.expected,
-                        actual,
-                    });
-                    break;
-                }
-                heads.push(current);
-            }
-            if let Some(err) = conflict {
-                outcomes.push(Outcome::Failed(err));
-                continue;
-            }
-            // A transaction never spans segments: roll first if it does not fit.
-            let end = self.state.write_at + self.buffer.len() as u64 + bytes;
-            if end > self.state.active.size() {
-                if self.state.write_at == SEGMENT_HEADER_LEN as u64 && self.buffer.is_empty() {
-                    // An empty segment (created with a smaller size) can not roll: its successor would get the
-                    // same base position.
-                    let max = self.state.active.size() - SEGMENT_HEADER_LEN as u64;
-                    outcomes.push(Outcome::Failed(Error::TransactionTooLarge { size: *bytes, max }));
-                    continue;
-                }
-                match self.roll() {
-                    Ok(()) => rolled = true,
-                    Err(RollError::Poisoned(cause)) => {
-                        drop(index);
-                        return self.fail_all(responders, cause);
-                    }
-                    Err(RollError::Create(err)) => {
-                        outcomes.push(Outcome::Failed(Error::io("creating the next segment", clone_io(&err))));
-                        roll_failure = Some(err);
-                        continue;
-                    }
-                }
-            }
-            let events: u32 = parts.iter().map(|part| part.events.len() as u32).sum();
-            let mut txn_after = events;
-            let mut results = Vec::with_capacity(parts.len());
-            for (part_no, (part, head)) in parts.iter().zip(heads).enumerate() {
-                let (mut offset, mut prev) = match head {
-                    Some((last, head)) => (last + 1, head),
-                    None => (0, NO_PREV),
-                };
-                let first = (offset, self.state.next_position);
-                for event in &part.events {
-                    txn_after -= 1;
-                    let here =
-                        locator(self.state.active.ordinal(), (self.state.write_at as usize + self.buffer.len()) as u32);
-                    let header = Header {
-                        position: self.state.next_position,
-                        offset,
-                        prev,
-                        synced_before: self.synced_next,
-                        timestamp_nanos: timestamp,
-                        event_id: event.id.expect("ids are assigned before queueing"),
-                        txn_after,
-                        codec: event.codec,
-                    };
-                    frame::encode(
-                        &mut self.buffer,
-                        &header,
-                        &part.stream,
-                        &event.event_type,
-                        &event.metadata,
-                        &event.data,
-                    );
-                    records.push((txn_no, part_no, offset, prev, here));
-                    prev = here;
-                    self.state.last_locator = here;
-                    self.state.next_position += 1;
-                    offset += 1;
-                }
-                staged.insert(part.stream.as_str(), (offset - 1, prev));
-                results.push(AppendResult {
-                    first_offset: first.0,
-                    last_offset: offset - 1,
-                    first_position: first.1,
-                    last_position: self.state.next_position - 1,
-                });
-            }
-            outcomes.push(Outcome::Committed(results));
         }
-        drop(index);
 
         // A group whose every transaction was refused wrote nothing and has nothing to sync.
         if let Err(cause) = self.write_buffer().and_then(|()| match self.shared.options.durability {
@@ -417,31 +340,159 @@ impl Writer {
             let cause = self.shared.poison(cause);
             return self.fail_all(responders, cause);
         }
-
-        // Publish the index and the head position together: the head is stored while the index's write lock
-        // is held, so no reader sees a stream's new event (through the index) before a read of the whole log
-        // that starts after it would see it too.
-        {
-            let mut index = self.shared.index.write();
-            for &(txn_no, part_no, offset, prev, here) in &records {
-                let stream = &bodies[txn_no].0[part_no].stream;
-                let appended = index.append(stream, offset, prev, here, &*self.shared.log);
-                assert!(appended.is_ok(), "the writer's own record continues stream {stream:?}");
-            }
-            self.shared.committed.store(self.state.next_position, Ordering::Release);
-        }
+        self.publish(&bodies, &mut group.records, timestamp);
         self.prepare_spare_if_due();
-        for (responder, outcome) in responders.into_iter().zip(outcomes) {
+        for (responder, outcome) in responders.into_iter().zip(group.outcomes) {
             responder.send(match outcome {
                 Outcome::Committed(results) => Ok(results),
                 Outcome::Failed(err) => Err(err),
             });
         }
-        if rolled {
-            // The checkpoint is an optimization (the log is the truth): a failure here only makes the next
-            // open scan more.
-            let _ = self.checkpoint();
+    }
+
+    /// IMPORTANT: once per open, before the first group is encoded, unless recovery did it: zero what lies
+    /// after the recovered end (a torn tail, stale frames of a lost group), so that no stale frame can line up
+    /// with the frames written from here on, and sync, so that the zeros are durable before the first new byte.
+    fn zero_tail_once(&mut self) -> io::Result<()> {
+        if self.state.tail_zeroed {
+            return Ok(());
         }
+        let (file, path, at) = (&self.state.active_file, self.state.active.path(), self.state.write_at);
+        self.shared.io.zero_range(file, path, at, self.state.active.size() - at)?;
+        self.shared.io.sync_data(file, path)?;
+        self.state.tail_zeroed = true;
+        Ok(())
+    }
+
+    /// Checks transaction `txn_no`'s expectations and encodes it into the group's buffer, rolling first if it
+    /// does not fit. `Err` only when the store became poisoned (a failed seal or installation).
+    fn stage<'a>(
+        &mut self,
+        txn_no: usize,
+        bodies: &'a [(Vec<Part>, u64)],
+        timestamp: u64,
+        group: &mut Group<'a>,
+    ) -> Result<Outcome, Arc<io::Error>> {
+        let (parts, bytes) = (&bodies[txn_no].0, bodies[txn_no].1);
+        if let Some(err) = &group.roll_failure {
+            return Ok(Outcome::Failed(Error::io("creating the next segment", clone_io(err))));
+        }
+        // Check every expectation first: one conflict fails the whole transaction.
+        let mut heads = Vec::with_capacity(parts.len());
+        for part in parts {
+            let current = match group.heads.get(part.stream.as_str()) {
+                Some(&head) => Some(head),
+                None => match self.shared.index.head_for_append(&part.stream) {
+                    Ok(head) => head.map(|head| (head.last_offset, head.locator)),
+                    Err(err) => return Ok(Outcome::Failed(err)),
+                },
+            };
+            let actual = current.map(|(offset, _)| offset);
+            if !part.expected.admits(actual) {
+                let stream = part.stream.clone();
+                return Ok(Outcome::Failed(Error::WrongExpectedVersion { stream, expected: part.expected, actual }));
+            }
+            heads.push(current);
+        }
+        // A transaction never spans segments: roll first if it does not fit.
+        if self.state.write_at + self.buffer.len() as u64 + bytes > self.state.active.size() {
+            if self.state.write_at == SEGMENT_HEADER_LEN as u64 && self.buffer.is_empty() {
+                // An empty segment (created with a smaller size) can not roll: its successor would get the
+                // same base position.
+                let max = self.state.active.size() - SEGMENT_HEADER_LEN as u64;
+                return Ok(Outcome::Failed(Error::TransactionTooLarge { size: bytes, max }));
+            }
+            match self.roll(bodies, &mut group.records, timestamp) {
+                Ok(()) => {}
+                Err(RollError::Poisoned(cause)) => return Err(cause),
+                Err(RollError::Create(err)) => {
+                    let failed = Error::io("creating the next segment", clone_io(&err));
+                    group.roll_failure = Some(err);
+                    return Ok(Outcome::Failed(failed));
+                }
+            }
+        }
+        Ok(Outcome::Committed(self.encode(txn_no, parts, heads, timestamp, group)))
+    }
+
+    /// Encodes a transaction's frames into the buffer, with consecutive positions, per-stream offsets and
+    /// back-links, and `txn_after` counting down to its commit mark.
+    fn encode<'a>(
+        &mut self,
+        txn_no: usize,
+        parts: &'a [Part],
+        heads: Vec<Option<(u64, u64)>>,
+        timestamp: u64,
+        group: &mut Group<'a>,
+    ) -> Vec<AppendResult> {
+        let mut txn_after: u32 = parts.iter().map(|part| part.events.len() as u32).sum();
+        let mut results = Vec::with_capacity(parts.len());
+        for (part_no, (part, head)) in parts.iter().zip(heads).enumerate() {
+            let (mut offset, mut prev) = head.map_or((0, NO_PREV), |(last, head)| (last + 1, head));
+            let first = (offset, self.state.next_position);
+            for (event_no, event) in part.events.iter().enumerate() {
+                txn_after -= 1;
+                let here =
+                    locator(self.state.active.ordinal(), (self.state.write_at as usize + self.buffer.len()) as u32);
+                let header = Header {
+                    position: self.state.next_position,
+                    offset,
+                    prev,
+                    synced_before: self.synced_next,
+                    timestamp_nanos: timestamp,
+                    event_id: event.id.expect("ids are assigned before queueing"),
+                    txn_after,
+                    codec: event.codec,
+                };
+                frame::encode(&mut self.buffer, &header, &part.stream, &event.event_type, &event.metadata, &event.data);
+                group.records.push(Staged {
+                    txn: txn_no,
+                    part: part_no,
+                    event: event_no,
+                    offset,
+                    position: self.state.next_position,
+                    locator: here,
+                });
+                prev = here;
+                self.state.next_position += 1;
+                offset += 1;
+            }
+            group.heads.insert(part.stream.as_str(), (offset - 1, prev));
+            results.push(AppendResult {
+                first_offset: first.0,
+                last_offset: offset - 1,
+                first_position: first.1,
+                last_position: self.state.next_position - 1,
+            });
+        }
+        results
+    }
+
+    /// Makes written (and, under `SyncData`, synced) records visible: adds them to the index and, while readers
+    /// are held off, moves the committed position past them, so no reader sees a stream's new event through
+    /// the index before a read of the whole log that starts after it would see it too.
+    fn publish(&mut self, bodies: &[(Vec<Part>, u64)], records: &mut Vec<Staged>, timestamp: u64) {
+        if records.is_empty() {
+            return;
+        }
+        let after_last = locator(self.state.active.ordinal(), self.state.write_at as u32);
+        let entries = records.iter().enumerate().map(|(i, staged)| {
+            let part = &bodies[staged.txn].0[staged.part];
+            let event = &part.events[staged.event];
+            let record = Record {
+                stream: &part.stream,
+                event_type: &event.event_type,
+                offset: staged.offset,
+                position: staged.position,
+                locator: staged.locator,
+                timestamp,
+                event_id: event.id.expect("ids are assigned before queueing"),
+            };
+            (record, records.get(i + 1).map_or(after_last, |next| next.locator))
+        });
+        let (committed, next_position) = (&self.shared.committed, self.state.next_position);
+        self.shared.index.publish(entries, || committed.store(next_position, Ordering::Release));
+        records.clear();
     }
 
     fn fail_all(&mut self, responders: Vec<Responder>, cause: Arc<io::Error>) {
@@ -460,7 +511,7 @@ impl Writer {
         );
 
         let active = &self.state.active;
-        self.shared.io.write_at(active.file(), active.path(), &self.buffer, self.state.write_at)?;
+        self.shared.io.write_at(&self.state.active_file, active.path(), &self.buffer, self.state.write_at)?;
         self.dirty_since.get_or_insert_with(Instant::now);
         self.state.write_at += self.buffer.len() as u64;
         self.buffer.clear();
@@ -468,7 +519,7 @@ impl Writer {
     }
 
     fn sync_active(&mut self) -> io::Result<()> {
-        self.shared.io.sync_data(self.state.active.file(), self.state.active.path())?;
+        self.shared.io.sync_data(&self.state.active_file, self.state.active.path())?;
         self.synced_next = self.state.next_position;
         self.shared.durable.store(self.synced_next, Ordering::Release);
         self.dirty_since = None;
@@ -488,11 +539,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the active segment and starts the next one.
+    /// Seals the active segment and starts the next one. The records the group wrote before the roll are
+    /// synced by the seal and published here, and the index's memtable is frozen at the new segment's start,
+    /// so that its table covers only synced records.
     ///
     /// IMPORTANT: the sealed segment is written and synced before the next one is created, so a segment file
     /// exists only when every record before its base is durable. Recovery relies on this.
-    fn roll(&mut self) -> Result<(), RollError> {
+    fn roll(
+        &mut self,
+        bodies: &[(Vec<Part>, u64)],
+        records: &mut Vec<Staged>,
+        timestamp: u64,
+    ) -> Result<(), RollError> {
         let poisoned = |this: &Self, cause| RollError::Poisoned(this.shared.poison(cause));
         self.write_buffer().map_err(|cause| poisoned(self, cause))?;
         if self.synced_next < self.state.next_position {
@@ -505,22 +563,25 @@ impl Writer {
             .checked_add(1)
             .ok_or_else(|| RollError::Create(io::Error::other("segment ordinals exhausted")))?;
         let spare = self.take_spare();
-        let (io, dir, base, size) =
-            (&self.shared.io, self.shared.log.dir(), self.state.next_position, self.shared.options.segment_size_bytes);
+        let (base, size) = (self.state.next_position, self.shared.options.segment_size_bytes);
         let spare = match spare {
             Some(spare) if spare.size() == size => spare,
             // No spare (its preparation failed or could not start): prepare one here, which also reports why
             // it fails. Nothing is in the directory under a segment's name yet, so a failure (ENOSPC) is a clean
             // error: the store goes on.
-            _ => Spare::prepare(io, dir, &format!("{}.tmp", crate::log::segment::file_name(base)), size, false)
-                .map_err(|err| match err {
+            _ => {
+                let tmp = format!("{}.tmp", crate::log::segment::file_name(base));
+                Spare::prepare(&self.shared.io, self.shared.log.dir(), &tmp, size, false).map_err(|err| match err {
                     Error::Io { source, .. } => RollError::Create(source),
                     other => RollError::Create(io::Error::other(other.to_string())),
-                })?,
+                })?
+            }
         };
+        self.publish(bodies, records, timestamp);
+        let (io, dir) = (&self.shared.io, self.shared.log.dir());
         // Installing renames the file to its segment name: a failure from there on (a sync, the rename, the
         // directory sync, the mapping) leaves the directory in doubt, and the store must be reopened.
-        let segment = Segment::install(io, dir, spare, ordinal, base).map_err(|err| {
+        let (segment, file) = Segment::install(io, dir, spare, ordinal, base).map_err(|err| {
             let cause = match err {
                 Error::Io { source, .. } => source,
                 other => io::Error::other(other.to_string()),
@@ -530,23 +591,12 @@ impl Writer {
         let segment = Arc::new(segment);
         self.shared.log.push(segment.clone());
         self.state.active = segment;
+        self.state.active_file = file;
         self.state.write_at = SEGMENT_HEADER_LEN as u64;
         self.state.tail_zeroed = true;
+        // The sealed segment's entries are complete and synced: the index writes them out as a table.
+        self.shared.index.freeze(base, locator(ordinal, SEGMENT_HEADER_LEN as u32));
         Ok(())
-    }
-
-    /// Writes the index checkpoint for everything committed and synced so far.
-    fn checkpoint(&mut self) -> Result<()> {
-        self.sync()?;
-        let index = self.shared.index.read();
-        let end = locator(self.state.active.ordinal(), self.state.write_at as u32);
-        let covered = checkpoint::Covered {
-            next_position: self.state.next_position,
-            end,
-            last: self.state.last_locator,
-            last_timestamp: self.state.last_timestamp,
-        };
-        checkpoint::write(&self.shared.io, self.shared.log.dir(), &covered, &index, &*self.shared.log)
     }
 }
 

@@ -1,23 +1,28 @@
 //! Zero-copy readers: recorded events whose payloads are slices of the mapped segments, and iterators over
-//! the whole log and over one stream, forwards and backwards.
+//! the whole log, over one stream (forwards and backwards), and over a category or an event type.
+//!
+//! Stream, category and event-type reads take the locations of their records from the index, a chunk at a
+//! time, instead of walking back-links from record to record: a read costs what it yields.
 //!
 //! Every iterator is a snapshot: it yields what was committed when it was created and never blocks the
 //! writer. Each record is fully checked (CRC, expected position, offset and stream) before it is handed out;
 //! a check that fails yields one `Err(Corrupt)` and ends the iteration.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::index::Index;
-use crate::log::frame::{self, Frame, NO_PREV};
-use crate::log::segment::{Segment, SEGMENT_HEADER_LEN};
+use crate::index::memtable::Run;
+use crate::index::table::Section;
+use crate::index::{pair_section, Index, Kind, View};
+use crate::log::frame::Frame;
+use crate::log::segment::{split_locator, Segment, SEGMENT_HEADER_LEN};
 use crate::log::{decode_at, Log};
 
 /// One event as stored, with the offset and position it was given at commit.
@@ -169,62 +174,25 @@ pub struct ReadAll {
 }
 
 impl ReadAll {
-    pub(crate) fn new(log: Arc<Log>, from_position: u64, end_position: u64) -> Result<Self> {
+    pub(crate) fn new(log: Arc<Log>, index: &Index, from_position: u64, end_position: u64) -> Result<Self> {
         let mut reader =
             ReadAll { log, segment: None, at: 0, next_position: from_position, end_position, segment_end_position: 0 };
         if from_position < end_position {
-            let segment = reader.log.segment_for_position(from_position);
+            // The index's sparse positions find the record; at most 63 records are stepped over to reach it.
+            let (ordinal, at) = split_locator(index.locator_of(from_position)?);
+            let segment = reader.log.segment(ordinal)?;
             reader.enter(segment);
-            reader.skip_to(from_position)?;
+            reader.at = at as usize;
+            reader.next_position = from_position;
         }
         Ok(reader)
     }
 
     fn enter(&mut self, segment: Arc<Segment>) {
-        self.segment_end_position =
-            self.log.segment(segment.ordinal() + 1).map_or(u64::MAX, |next| next.base_position());
+        self.segment_end_position = self.log.base(segment.ordinal() + 1).unwrap_or(u64::MAX);
         self.at = SEGMENT_HEADER_LEN;
         self.next_position = segment.base_position();
         self.segment = Some(segment);
-    }
-
-    /// Steps over records (checking their framing, not yet their CRC) until `position`.
-    ///
-    /// When a step lands somewhere that is not the next record, the record stepped from is decoded in full:
-    /// a damaged length is the usual cause, and the error then names that record.
-    fn skip_to(&mut self, position: u64) -> Result<()> {
-        let segment = self.segment.clone().expect("entered a segment");
-        let bytes = segment.bytes();
-        let mut stepped_from: Option<usize> = None;
-        while self.next_position < position {
-            let links = bytes.get(self.at..).and_then(frame::peek_position_prev);
-            let len = bytes.get(self.at..self.at + 4).map(|len| u32::from_le_bytes(len.try_into().expect("4 bytes")));
-            match (links, len) {
-                (Some((found, _, _)), Some(len))
-                    if found == self.next_position && len as usize >= frame::HEADER_LEN =>
-                {
-                    stepped_from = Some(self.at);
-                    self.at += frame::aligned(len as usize);
-                    self.next_position += 1;
-                }
-                _ => {
-                    if let Some(from) = stepped_from {
-                        decode_at(&segment, from)?;
-                    }
-                    decode_at(&segment, self.at)?;
-                    let reason = format!("expected position {} here", self.next_position);
-                    return Err(Error::corrupt(segment.path(), self.at as u64, reason));
-                }
-            }
-        }
-        // The last step must land on the record to read first (unless that one is in the next segment).
-        let landed = bytes.get(self.at..).and_then(frame::peek_position_prev).map(|(found, _, _)| found);
-        if position < self.segment_end_position.min(self.end_position) && landed != Some(position) {
-            if let Some(from) = stepped_from {
-                decode_at(&segment, from)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -237,8 +205,13 @@ impl Iterator for ReadAll {
         }
         if self.next_position >= self.segment_end_position {
             let ordinal = self.segment.as_ref()?.ordinal() + 1;
-            let next = self.log.segment(ordinal).expect("committed positions lie in existing segments");
-            self.enter(next);
+            match self.log.segment(ordinal) {
+                Ok(next) => self.enter(next),
+                Err(err) => {
+                    self.end_position = 0;
+                    return Some(Err(err));
+                }
+            }
         }
         let segment = self.segment.clone()?;
         match read_checked(&segment, self.at, Some(self.next_position), None) {
@@ -255,114 +228,195 @@ impl Iterator for ReadAll {
     }
 }
 
-/// What a stream iterator needs of the store, and the segment it read last (consecutive records of a stream
-/// are mostly in the same segment, so most reads skip the segment-list lock).
+/// Records located through the index, and the segment read last (consecutive records are mostly in the same
+/// segment, so most reads skip the log's cache).
 #[derive(Clone)]
-pub(crate) struct StreamSource {
+pub(crate) struct Source {
     pub log: Arc<Log>,
-    pub index: Arc<RwLock<Index>>,
-    pub cached: Option<Arc<Segment>>,
+    pub index: Arc<Index>,
+    cached: Option<Arc<Segment>>,
 }
 
-impl StreamSource {
-    pub fn new(log: Arc<Log>, index: Arc<RwLock<Index>>) -> Self {
-        StreamSource { log, index, cached: None }
+impl Source {
+    pub fn new(log: Arc<Log>, index: Arc<Index>) -> Self {
+        Source { log, index, cached: None }
     }
 
     /// The segment a locator points into, and the byte offset within it.
     fn segment(&mut self, locator: u64) -> Result<(Arc<Segment>, usize)> {
-        let (ordinal, at) = crate::log::segment::split_locator(locator);
+        let (ordinal, at) = split_locator(locator);
         match &self.cached {
             Some(segment) if segment.ordinal() == ordinal => Ok((segment.clone(), at as usize)),
             _ => {
-                let segment = self.log.segment(ordinal).ok_or_else(|| {
-                    Error::corrupt(self.log.dir(), u64::from(at), "locator points into a missing segment")
-                })?;
+                let segment = self.log.segment(ordinal)?;
                 self.cached = Some(segment.clone());
                 Ok((segment, at as usize))
             }
         }
     }
 
-    /// Locators of `stream`'s records from `from` up to `through`: walks `prev` back from the nearest indexed
-    /// record (fewer than `interval` steps). Returned newest first.
-    ///
-    /// The walk reads only the header fields it follows, without the CRC: every record it finds is fully
-    /// checked (CRC, stream, offset) when it is handed out, so a damaged link surfaces there as `Corrupt`.
-    fn walk(&mut self, stream: &str, from: u64, through: u64) -> Result<Vec<u64>> {
-        let (interval, start) = {
-            let index = self.index.read();
-            // A stream never leaves the index; if its lookup fails now, the name in its last record (which the
-            // lookup confirms) was damaged on disk since.
-            let Some(state) = index.get(stream, &*self.log) else {
-                let reason = format!("stream {stream:?}: its last record no longer carries its name");
-                return Err(Error::corrupt(self.log.dir(), 0, reason));
-            };
-            (index.interval(), state.walk_start(from, index.interval()))
-        };
-        let (mut offset, mut locator) = start;
-        // The record whose back-link led here, to blame if the link turns out wrong.
-        let mut linked_from = None;
-        let mut locators = Vec::with_capacity((offset - from + 1).min(u64::from(interval)) as usize);
-        loop {
-            let links = match self.segment(locator) {
-                Ok((segment, at)) => segment.bytes().get(at..).and_then(frame::peek_position_prev),
-                Err(_) => None,
-            };
-            let prev = match links {
-                Some((_, found, prev)) if found == offset && (prev != NO_PREV || offset == 0) => prev,
-                _ => return Err(self.broken_link(stream, offset, locator, linked_from)),
-            };
-            if offset <= through {
-                locators.push(locator);
-            }
-            if offset == from {
-                return Ok(locators);
-            }
-            linked_from = Some(locator);
-            locator = prev;
-            offset -= 1;
-        }
+    /// The record at `locator`, fully checked.
+    fn read(&mut self, locator: u64) -> Result<(Frame, RecordedEvent)> {
+        self.index.records_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (segment, at) = self.segment(locator)?;
+        read_checked(&segment, at, None, None)
+    }
+}
+
+/// Records a chunk of index entries is taken at a time.
+const CHUNK: usize = 256;
+
+/// The index entries of one stream, in offset order (or the reverse), from the tables and memtables of a
+/// view: candidates, since two streams may share a hash; the reader confirms each by its record.
+struct StreamEntries {
+    hash: u64,
+    view: View,
+    /// The stream's run in the active memtable when the read began.
+    active: Option<Run>,
+    /// Which source comes next: the tables, then the frozen memtables, then the active run (reversed when
+    /// reading backwards).
+    source: usize,
+    /// Within a table: the next entry index.
+    entry: Option<u64>,
+}
+
+impl StreamEntries {
+    fn sources(&self) -> usize {
+        self.view.tables.len() + self.view.frozen.len() + 1
     }
 
-    /// The error for a walk that found something else than offset `offset` at `locator`: blames the record
-    /// whose back-link led there if that record is itself damaged (the usual case), else the place found.
-    fn broken_link(&mut self, stream: &str, offset: u64, locator: u64, linked_from: Option<u64>) -> Error {
-        if let Some(source) = linked_from {
-            if let Ok((segment, at)) = self.segment(source) {
-                if let Err(err) = decode_at(&segment, at) {
-                    return err;
+    /// Appends to `out` up to `CHUNK` candidates (offset, locator) with offsets from `next` (increasing) up to
+    /// `last`. Returns false when every source is done.
+    fn forward(&mut self, stream: &str, next: u64, last: u64, out: &mut VecDeque<(u64, u64)>) -> Result<bool> {
+        while out.len() < CHUNK && self.source < self.sources() {
+            let tables = self.view.tables.len();
+            if self.source < tables {
+                let table = &self.view.tables[self.source];
+                let mut i = match self.entry {
+                    Some(i) => i,
+                    None if table.may_hold_stream(self.hash)? => {
+                        table.lower_bound(Section::Streams, (self.hash, next))?
+                    }
+                    None => table.len(Section::Streams),
+                };
+                while out.len() < CHUNK && i < table.len(Section::Streams) {
+                    let entry = table.stream_entry(i)?;
+                    if entry.hash != self.hash || entry.offset > last {
+                        i = table.len(Section::Streams);
+                        break;
+                    }
+                    out.push_back((entry.offset, entry.locator));
+                    i += 1;
+                }
+                if i < table.len(Section::Streams) {
+                    self.entry = Some(i);
+                    return Ok(true);
+                }
+            } else {
+                let run = match self.source - tables {
+                    frozen if frozen < self.view.frozen.len() => self.view.frozen[frozen].run(stream),
+                    _ => self.active.as_ref(),
+                };
+                if let Some(run) = run {
+                    // Memtables are keyed by name: these are the stream's own, whole. (What `out` holds may be
+                    // another stream's, which shares the hash: it says nothing of where this run starts.)
+                    for offset in next.max(run.first_offset)..=last.min(run.last_offset()) {
+                        out.push_back((offset, run.locator(offset).expect("within the run")));
+                    }
                 }
             }
+            self.source += 1;
+            self.entry = None;
         }
-        let reason = format!("stream {stream:?}: no record of offset {offset} where its back-link points");
-        match self.segment(locator) {
-            Ok((segment, at)) => Error::corrupt(segment.path(), at as u64, reason),
-            Err(err) => err,
-        }
+        Ok(self.source < self.sources())
     }
 
-    fn read(&mut self, stream: &str, locator: u64, offset: u64) -> Result<(Frame, RecordedEvent)> {
-        let (segment, at) = self.segment(locator)?;
-        read_checked(&segment, at, None, Some((stream, offset)))
+    /// Like `forward`, from offset `next` down to 0, sources newest first.
+    fn backward(&mut self, stream: &str, next: u64, out: &mut VecDeque<(u64, u64)>) -> Result<bool> {
+        let sources = self.sources();
+        while out.len() < CHUNK && self.source < sources {
+            let from_newest = sources - 1 - self.source;
+            let tables = self.view.tables.len();
+            if from_newest >= tables {
+                let run = match from_newest - tables {
+                    frozen if frozen < self.view.frozen.len() => self.view.frozen[frozen].run(stream),
+                    _ => self.active.as_ref(),
+                };
+                if let Some(run) = run {
+                    for offset in (run.first_offset..=next.min(run.last_offset())).rev() {
+                        out.push_back((offset, run.locator(offset).expect("within the run")));
+                    }
+                }
+            } else {
+                let table = &self.view.tables[from_newest];
+                // `entry` counts down: the index of the next entry to take, plus one.
+                let mut i = match self.entry {
+                    Some(i) => i,
+                    None if table.may_hold_stream(self.hash)? => {
+                        table.lower_bound(Section::Streams, (self.hash, next.saturating_add(1)))?
+                    }
+                    None => 0,
+                };
+                while out.len() < CHUNK && i > 0 {
+                    let entry = table.stream_entry(i - 1)?;
+                    if entry.hash != self.hash {
+                        i = 0;
+                        break;
+                    }
+                    if entry.offset <= next {
+                        out.push_back((entry.offset, entry.locator));
+                    }
+                    i -= 1;
+                }
+                if i > 0 {
+                    self.entry = Some(i);
+                    return Ok(true);
+                }
+            }
+            self.source += 1;
+            self.entry = None;
+        }
+        Ok(self.source < sources)
     }
 }
 
 /// Iterator over one stream's events in offset order. Returned by
 /// [`Store::read_stream`](crate::Store::read_stream).
 pub struct ReadStream {
-    source: StreamSource,
+    source: Source,
     stream: String,
     next_offset: u64,
-    /// The stream's last offset when the read started; `None` for a missing stream.
+    /// The stream's last offset when the read started; `None` for a missing stream (or once it ended).
     last_offset: Option<u64>,
-    /// Locators of the next records, the next one last.
-    pending: Vec<u64>,
+    entries: StreamEntries,
+    /// Candidates taken from the index, next first: (offset, locator).
+    pending: VecDeque<(u64, u64)>,
+    more: bool,
 }
 
 impl ReadStream {
-    pub(crate) fn new(source: StreamSource, stream: &str, from_offset: u64, last_offset: Option<u64>) -> Self {
-        ReadStream { source, stream: stream.to_owned(), next_offset: from_offset, last_offset, pending: Vec::new() }
+    pub(crate) fn new(source: Source, stream: &str, from_offset: u64) -> Result<Self> {
+        let (view, active, head) = source.index.stream_view(stream)?;
+        let hash = source.index.hash_of(Kind::Stream, stream);
+        Ok(ReadStream {
+            source,
+            stream: stream.to_owned(),
+            next_offset: from_offset,
+            last_offset: head.map(|head| head.last_offset),
+            entries: StreamEntries { hash, view, active, source: 0, entry: None },
+            pending: VecDeque::new(),
+            more: true,
+        })
+    }
+
+    /// Stops at the first record whose position is `end` or more (for reads bounded in time).
+    pub(crate) fn stop_before_position(self, end: u64) -> impl Iterator<Item = Result<RecordedEvent>> {
+        self.take_while(move |event| event.as_ref().map_or(true, |event| event.position() < end))
+    }
+
+    fn fail(&mut self, err: Error) -> Option<Result<RecordedEvent>> {
+        self.last_offset = None;
+        Some(Err(err))
     }
 }
 
@@ -374,25 +428,42 @@ impl Iterator for ReadStream {
         if self.next_offset > last {
             return None;
         }
-        if self.pending.is_empty() {
-            match self.source.walk(&self.stream, self.next_offset, last) {
-                Ok(locators) => self.pending = locators,
-                Err(err) => {
-                    self.last_offset = None;
-                    return Some(Err(err));
+        loop {
+            if self.pending.is_empty() && self.more {
+                match self.entries.forward(&self.stream, self.next_offset, last, &mut self.pending) {
+                    Ok(more) => self.more = more,
+                    Err(err) => return self.fail(err),
                 }
             }
-        }
-        let locator = self.pending.pop().expect("a walk yields at least the record it starts from");
-        match self.source.read(&self.stream, locator, self.next_offset) {
-            Ok((_, event)) => {
-                self.next_offset += 1;
-                Some(Ok(event))
+            let Some((offset, locator)) = self.pending.pop_front() else {
+                let reason =
+                    format!("the index holds no entry for offset {} of stream {:?}", self.next_offset, self.stream);
+                return self.fail(Error::corrupt(self.source.log.dir(), self.next_offset, reason));
+            };
+            if offset < self.next_offset {
+                continue;
             }
-            Err(err) => {
-                self.last_offset = None;
-                Some(Err(err))
+            let (frame, event) = match self.source.read(locator) {
+                Ok(read) => read,
+                Err(err) => return self.fail(err),
+            };
+            if event.stream() != self.stream {
+                // Another stream with the same hash.
+                continue;
             }
+            if frame.header.offset != self.next_offset || offset != self.next_offset {
+                let (segment, at) = match self.source.segment(locator) {
+                    Ok(found) => found,
+                    Err(err) => return self.fail(err),
+                };
+                let reason = format!(
+                    "expected offset {} of stream {:?}, found offset {}",
+                    self.next_offset, self.stream, frame.header.offset
+                );
+                return self.fail(Error::corrupt(segment.path(), at as u64, reason));
+            }
+            self.next_offset += 1;
+            return Some(Ok(event));
         }
     }
 }
@@ -400,17 +471,28 @@ impl Iterator for ReadStream {
 /// Iterator over one stream's events from an offset back to offset 0. Returned by
 /// [`Store::read_stream_backwards`](crate::Store::read_stream_backwards).
 pub struct ReadStreamBackwards {
-    source: StreamSource,
+    source: Source,
     stream: String,
-    /// The next record to yield: (offset, locator); `None` when done.
-    next: Option<(u64, u64)>,
-    first: Option<u64>,
+    /// The next offset to yield; `None` when done.
+    next: Option<u64>,
+    entries: StreamEntries,
+    pending: VecDeque<(u64, u64)>,
+    more: bool,
 }
 
 impl ReadStreamBackwards {
-    pub(crate) fn new(source: StreamSource, stream: &str, from_offset: Option<u64>, last_offset: Option<u64>) -> Self {
-        let first = last_offset.map(|last| from_offset.map_or(last, |from| from.min(last)));
-        ReadStreamBackwards { source, stream: stream.to_owned(), next: None, first }
+    pub(crate) fn new(source: Source, stream: &str, from_offset: Option<u64>) -> Result<Self> {
+        let (view, active, head) = source.index.stream_view(stream)?;
+        let hash = source.index.hash_of(Kind::Stream, stream);
+        let first = head.map(|head| from_offset.map_or(head.last_offset, |from| from.min(head.last_offset)));
+        Ok(ReadStreamBackwards {
+            source,
+            stream: stream.to_owned(),
+            next: first,
+            entries: StreamEntries { hash, view, active, source: 0, entry: None },
+            pending: VecDeque::new(),
+            more: true,
+        })
     }
 }
 
@@ -418,21 +500,177 @@ impl Iterator for ReadStreamBackwards {
     type Item = Result<RecordedEvent>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(first) = self.first.take() {
-            match self.source.walk(&self.stream, first, first) {
-                Ok(locators) => self.next = Some((first, locators[0])),
-                Err(err) => return Some(Err(err)),
-            }
-        }
-        let (offset, locator) = self.next.take()?;
-        match self.source.read(&self.stream, locator, offset) {
-            Ok((frame, event)) => {
-                if offset > 0 {
-                    self.next = Some((offset - 1, frame.header.prev));
+        let next = self.next?;
+        loop {
+            if self.pending.is_empty() && self.more {
+                match self.entries.backward(&self.stream, next, &mut self.pending) {
+                    Ok(more) => self.more = more,
+                    Err(err) => {
+                        self.next = None;
+                        return Some(Err(err));
+                    }
                 }
-                Some(Ok(event))
             }
-            Err(err) => Some(Err(err)),
+            let Some((offset, locator)) = self.pending.pop_front() else {
+                self.next = None;
+                let reason = format!("the index holds no entry for offset {next} of stream {:?}", self.stream);
+                return Some(Err(Error::corrupt(self.source.log.dir(), next, reason)));
+            };
+            if offset > next {
+                continue;
+            }
+            let read = self.source.read(locator).and_then(|(frame, event)| {
+                if event.stream() != self.stream {
+                    return Ok(None);
+                }
+                if frame.header.offset != next || offset != next {
+                    let (segment, at) = self.source.segment(locator)?;
+                    let reason = format!(
+                        "expected offset {next} of stream {:?}, found offset {}",
+                        self.stream, frame.header.offset
+                    );
+                    return Err(Error::corrupt(segment.path(), at as u64, reason));
+                }
+                Ok(Some(event))
+            });
+            match read {
+                Ok(None) => continue,
+                Ok(Some(event)) => {
+                    self.next = next.checked_sub(1);
+                    return Some(Ok(event));
+                }
+                Err(err) => {
+                    self.next = None;
+                    return Some(Err(err));
+                }
+            }
         }
+    }
+}
+
+/// Iterator over the events of one category or one event type, in position order. Returned by
+/// [`Store::read_category`](crate::Store::read_category) and
+/// [`Store::read_event_type`](crate::Store::read_event_type).
+pub struct ReadIndexed {
+    source: Source,
+    kind: Kind,
+    key: String,
+    hash: u64,
+    from_position: u64,
+    from_locator: u64,
+    /// Positions from this on were not committed when the read began.
+    end_position: u64,
+    view: View,
+    /// The active memtable's locators of the key at or after `from_locator`, copied.
+    active: Vec<u64>,
+    source_no: usize,
+    entry: Option<u64>,
+    pending: VecDeque<u64>,
+    done: bool,
+}
+
+impl ReadIndexed {
+    pub(crate) fn new(source: Source, kind: Kind, key: &str, from_position: u64, end_position: u64) -> Result<Self> {
+        let from_locator =
+            if from_position < end_position { source.index.locator_of(from_position)? } else { u64::MAX };
+        let (view, active) = source.index.pairs_view(kind, key, from_locator);
+        let hash = source.index.hash_of(kind, key);
+        Ok(ReadIndexed {
+            source,
+            kind,
+            key: key.to_owned(),
+            hash,
+            from_position,
+            from_locator,
+            end_position,
+            view,
+            active,
+            source_no: 0,
+            entry: None,
+            pending: VecDeque::new(),
+            done: from_position >= end_position,
+        })
+    }
+
+    /// Takes up to `CHUNK` more locators from the index. False when there are none left.
+    fn fill(&mut self) -> Result<bool> {
+        let section = pair_section(self.kind);
+        let sources = self.view.tables.len() + self.view.frozen.len() + 1;
+        while self.pending.len() < CHUNK && self.source_no < sources {
+            let tables = self.view.tables.len();
+            if self.source_no < tables {
+                let table = &self.view.tables[self.source_no];
+                if table.meta().end_position <= self.from_position {
+                    self.source_no += 1;
+                    continue;
+                }
+                let mut i = match self.entry {
+                    Some(i) => i,
+                    None => table.lower_bound(section, (self.hash, self.from_locator))?,
+                };
+                while self.pending.len() < CHUNK && i < table.len(section) {
+                    let (hash, locator) = table.pair(section, i)?;
+                    if hash != self.hash {
+                        i = table.len(section);
+                        break;
+                    }
+                    self.pending.push_back(locator);
+                    i += 1;
+                }
+                if i < table.len(section) {
+                    self.entry = Some(i);
+                    return Ok(true);
+                }
+            } else if self.source_no - tables < self.view.frozen.len() {
+                let locators = self.view.frozen[self.source_no - tables].locators(self.kind, &self.key);
+                let from = locators.partition_point(|&locator| locator < self.from_locator);
+                self.pending.extend(&locators[from..]);
+            } else {
+                self.pending.extend(std::mem::take(&mut self.active));
+            }
+            self.source_no += 1;
+            self.entry = None;
+        }
+        Ok(!self.pending.is_empty())
+    }
+
+    fn matches(&self, event: &RecordedEvent) -> bool {
+        match self.kind {
+            Kind::Category => crate::index::hash::category(event.stream(), self.source.index.separator()) == self.key,
+            Kind::EventType => event.event_type() == self.key,
+            Kind::Stream => unreachable!("streams are read with ReadStream"),
+        }
+    }
+}
+
+impl Iterator for ReadIndexed {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if self.pending.is_empty() {
+                match self.fill() {
+                    Ok(true) => {}
+                    Ok(false) => self.done = true,
+                    Err(err) => {
+                        self.done = true;
+                        return Some(Err(err));
+                    }
+                }
+                continue;
+            }
+            let locator = self.pending.pop_front().expect("not empty");
+            match self.source.read(locator) {
+                Ok((_, event)) if event.position() >= self.end_position => self.done = true,
+                // Another key with the same hash, or (a table's first entries) before the start.
+                Ok((_, event)) if !self.matches(&event) || event.position() < self.from_position => {}
+                Ok((_, event)) => return Some(Ok(event)),
+                Err(err) => {
+                    self.done = true;
+                    return Some(Err(err));
+                }
+            }
+        }
+        None
     }
 }

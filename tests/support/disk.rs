@@ -152,18 +152,26 @@ impl DiskModel {
     }
 
     /// The store directory as a power cut now would leave it: each file's durable bytes (a file the model never
-    /// saw synced as it is: new files are synced whole before they get their final name).
-    pub fn image(&self, dir: &Path) -> Vec<(String, Vec<u8>)> {
+    /// saw synced as it is: new files are synced whole before they get their final name), subdirectories (the
+    /// index, the snapshots) included. Paths are relative to `dir`.
+    pub fn image(&self, dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let files = self.files.lock().unwrap();
         let mut image = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if !path.is_file() || name == "LOCK" || name.ends_with(".tmp") {
-                continue;
+        let mut pending = vec![dir.to_owned()];
+        while let Some(at) = pending.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                if name == "LOCK" || name.ends_with(".tmp") {
+                    continue;
+                }
+                let bytes = files.durable.get(&path).cloned().unwrap_or_else(|| std::fs::read(&path).unwrap());
+                image.push((path.strip_prefix(dir).unwrap().to_owned(), bytes));
             }
-            let bytes = files.durable.get(&path).cloned().unwrap_or_else(|| std::fs::read(&path).unwrap());
-            image.push((name, bytes));
         }
         image
     }
@@ -172,7 +180,9 @@ impl DiskModel {
     pub fn power_cut(&self, dir: &Path) -> tempfile::TempDir {
         let copy = tempfile::tempdir().unwrap();
         for (name, bytes) in self.image(dir) {
-            std::fs::write(copy.path().join(name), bytes).unwrap();
+            let path = copy.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
         }
         copy
     }
