@@ -88,6 +88,24 @@ pub enum Error {
         head: Option<u64>,
     },
 
+    /// A durable subscription's checkpoint could not be saved or read: the subscription is not durable, the
+    /// position is not committed, or the checkpoint stream holds an event that is no checkpoint.
+    #[error("invalid subscription checkpoint: {reason}")]
+    InvalidCheckpoint {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A projection runner stopped because an event did not decode, a read failed, or its checkpoint could not
+    /// be written.
+    #[error("projection {name:?} stopped: {reason}")]
+    ProjectionFailed {
+        /// The projection's name.
+        name: String,
+        /// Why it stopped.
+        reason: String,
+    },
+
     /// The options are not usable (for example a segment too small for one event).
     #[error("invalid options: {reason}")]
     InvalidOptions {

@@ -6,9 +6,22 @@
 //! **position** across all streams.
 //!
 //! Underneath is a segmented log: fixed-size, preallocated, memory-mapped segment files of CRC-framed
-//! records; a sparse per-stream offset index, so reading one stream costs what that stream holds; a
-//! group-commit writer thread that turns many concurrent appends into one `fdatasync`; and zero-copy reads
-//! (payloads are [`bytes::Bytes`] slices of the mapping). `format-spec.md` specifies every byte.
+//! records; a persistent index of streams, categories, event types and commit times, so that a read costs
+//! what it returns; a group-commit writer thread that turns many concurrent appends into one `fdatasync`; and
+//! zero-copy reads (payloads are [`bytes::Bytes`] slices of the mapping). `format-spec.md` specifies every
+//! byte.
+//!
+//! On top:
+//! - [`Store::subscribe`]: catch up from any position, then follow new commits live, with no gap and no
+//!   duplicate at the switch; blocking ([`Subscription`] is an iterator) or async
+//!   ([`Subscription::into_stream`], a `futures_core::Stream`, woken by the commit path: no runtime, no thread
+//!   per subscriber). [`Store::subscribe_durable`] resumes after a checkpoint kept in the store.
+//! - [`Store::append_async`]: an append whose future completes when the writer answers.
+//! - Idempotent retries: an append of events with ids the caller gave, retried after a timeout or a crash,
+//!   returns the original result instead of writing twice ([`Store::append`]).
+//! - The typed layer: [`Event`]s with schema versions and [`Upcasters`], [`Aggregate`]s loaded by a
+//!   [`Repository`] from snapshots and events, and [`Projection`]s kept up to date by a [`ProjectionRunner`]
+//!   that checkpoints its state and position together (exactly once).
 //!
 //! ```
 //! use annals::{EventData, ExpectedVersion, Store};
@@ -42,6 +55,7 @@ mod log;
 mod read;
 mod snapshot;
 mod store;
+mod subscription;
 
 use std::fmt;
 use std::time::Duration;
@@ -53,14 +67,19 @@ pub use crate::error::{Error, Result};
 pub use crate::log::io::{FaultInjector, IoCall, IoOp};
 pub use crate::log::verify::VerifyReport;
 pub use crate::read::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
-pub use crate::store::Store;
+pub use crate::store::{AppendFuture, AppendMultiFuture, Store};
+pub use crate::subscription::{
+    Filter, SubscribeFrom, Subscription, SubscriptionMessage, SubscriptionStream, CHECKPOINT_EVENT_TYPE,
+    CHECKPOINT_EVERY_POSITIONS, CHECKPOINT_STREAM_PREFIX, FALL_BEHIND_POSITIONS,
+};
 
 #[cfg(feature = "json")]
 pub use crate::es::codec::JsonCodec;
 pub use crate::es::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
 pub use crate::es::{
-    split_event_type, Aggregate, Event, EventCodec, EventError, Loaded, Repository, RepositoryError, Saved,
-    SnapshotPolicy, Upcasters,
+    split_event_type, Aggregate, Event, EventCodec, EventError, Loaded, Projection, ProjectionOptions,
+    ProjectionRunner, Repository, RepositoryError, Saved, SnapshotPolicy, Upcasters, PROJECTION_EVENT_TYPE,
+    PROJECTION_STREAM_PREFIX,
 };
 pub use crate::snapshot::{
     SkipReason, SkippedSnapshot, Snapshot, SnapshotOptions, SnapshotSearch, SNAPSHOTS_KEPT_DEFAULT,

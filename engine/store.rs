@@ -2,9 +2,12 @@
 //! thread, and create readers.
 
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
@@ -20,6 +23,8 @@ use crate::log::segment::SEGMENT_HEADER_LEN;
 use crate::log::writer::{clone_error, Completion, Part, Queue, Responder, Shared, Txn, Writer};
 use crate::log::Via;
 use crate::read::{ReadAll, ReadIndexed, ReadStream, ReadStreamBackwards, RecordedEvent, Source};
+use crate::subscription::notify::{Notifier, Woken};
+use crate::subscription::{self, Filter, SubscribeFrom, Subscription};
 use crate::{
     AppendResult, EventData, ExpectedVersion, Options, StreamAppend, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX,
 };
@@ -112,6 +117,7 @@ impl Store {
             poison: Mutex::new(None),
             queue: Mutex::new(Queue::default()),
             queue_ready: Condvar::new(),
+            notifier: Notifier::default(),
             options,
             io,
         });
@@ -163,6 +169,16 @@ impl Store {
     /// new segment can not be created (out of space). After `Poisoned` (a write or sync failed) the append's
     /// outcome is unknown until the store is reopened: recovery keeps it whole or drops it whole.
     ///
+    /// **Retries are idempotent** when every event carries an id given with
+    /// [`EventData::with_id`](crate::EventData::with_id): an append whose events, with the same ids in the same
+    /// order, already sit where its expectation puts them (right after `Exact(v)`, from offset 0 for
+    /// `NoStream`, or as the stream's last events for `Any` and `StreamExists`) writes nothing and returns what
+    /// the original append returned (the offsets and positions where those events are). So retrying after a
+    /// timeout, after `Poisoned` and a reopen, or after a crash of the caller is safe, with no time window:
+    /// the check reads the log. Not a retry, and handled as a new append: events with ids the store assigned;
+    /// under `Any`, events that are in the stream but not its last ones (the same ids are then appended again);
+    /// any difference in ids or order (under `Exact` or `NoStream` that is a `WrongExpectedVersion`).
+    ///
     /// ```
     /// use annals::{Error, EventData, ExpectedVersion, Store};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -173,7 +189,7 @@ impl Store {
     /// assert!(matches!(again, Err(Error::WrongExpectedVersion { actual: Some(0), .. })));
     /// ```
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: &[EventData]) -> Result<AppendResult> {
-        let part = Part { stream: stream.to_owned(), expected, events: events.to_vec() };
+        let part = Part { stream: stream.to_owned(), expected, events: events.to_vec(), ids_given: false };
         let mut results = self.submit(vec![part])?;
         Ok(results.pop().expect("one result per part"))
     }
@@ -196,6 +212,11 @@ impl Store {
     /// assert_eq!(results[2].first_position, 2);
     /// ```
     pub fn append_multi(&self, appends: &[StreamAppend]) -> Result<Vec<AppendResult>> {
+        self.submit(self.multi_parts(appends)?)
+    }
+
+    /// The parts of a multi-stream append, checked for an empty or repeated stream list.
+    fn multi_parts(&self, appends: &[StreamAppend]) -> Result<Vec<Part>> {
         if appends.is_empty() {
             return Err(Error::EmptyAppend);
         }
@@ -214,13 +235,20 @@ impl Store {
                 stream: append.stream.clone(),
                 expected: append.expected,
                 events: append.events.clone(),
+                ids_given: false,
             })
             .collect();
-        self.submit(parts)
+        Ok(parts)
     }
 
     /// Validates a transaction, queues it for the writer, and waits for its result.
-    fn submit(&self, mut parts: Vec<Part>) -> Result<Vec<AppendResult>> {
+    fn submit(&self, parts: Vec<Part>) -> Result<Vec<AppendResult>> {
+        self.enqueue(parts)?.wait()
+    }
+
+    /// Validates a transaction and queues it for the writer; the writer answers through the returned
+    /// completion.
+    fn enqueue(&self, mut parts: Vec<Part>) -> Result<Arc<Completion>> {
         let options = &self.inner.shared.options;
         let capacity = options.segment_size_bytes - SEGMENT_HEADER_LEN as u64;
         let event_max = options.event_size_bytes_max.min(capacity);
@@ -231,6 +259,7 @@ impl Store {
             if part.events.is_empty() {
                 return Err(Error::EmptyAppend);
             }
+            part.ids_given = part.events.iter().all(|event| event.id.is_some());
             for event in &mut part.events {
                 validate_event_type(&event.event_type)?;
                 let size =
@@ -260,7 +289,137 @@ impl Store {
             queue.txns.push_back(Txn { parts, bytes, responder: Responder::new(&completion) });
         }
         shared.queue_ready.notify_one();
-        completion.wait()
+        Ok(completion)
+    }
+
+    /// [`append`](Self::append) for async code: the returned future completes when the writer answers, without
+    /// blocking a thread meanwhile (the writer wakes the task). It works under any executor; no runtime is
+    /// needed. The append is validated and queued when this is called, not when the future is first polled,
+    /// and dropping the future does not withdraw it: its outcome is then unknown to the caller, and a retry
+    /// with the same event ids is safe ([`append`](Self::append) explains idempotent retries).
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// let appended = futures::executor::block_on(store.append_async(
+    ///     "order-7",
+    ///     ExpectedVersion::NoStream,
+    ///     &[EventData::new("OrderPlaced", &b"{}"[..])],
+    /// ));
+    /// assert_eq!(appended.unwrap().first_position, 0);
+    /// ```
+    pub fn append_async(&self, stream: &str, expected: ExpectedVersion, events: &[EventData]) -> AppendFuture {
+        let part = Part { stream: stream.to_owned(), expected, events: events.to_vec(), ids_given: false };
+        AppendFuture(Answer::new(self.enqueue(vec![part])))
+    }
+
+    /// [`append_multi`](Self::append_multi) for async code, as [`append_async`](Self::append_async).
+    pub fn append_multi_async(&self, appends: &[StreamAppend]) -> AppendMultiFuture {
+        AppendMultiFuture(Answer::new(self.multi_parts(appends).and_then(|parts| self.enqueue(parts))))
+    }
+
+    /// Subscribes to the events that match `filter`, from `from` on: first the history (through the category
+    /// and event-type indexes where the filter allows), then live, with no gap and no duplicate at the switch.
+    /// See [`Subscription`] for what it yields and guarantees.
+    ///
+    /// Errors: `InvalidStreamName` for a `Filter::Stream` with an invalid name.
+    pub fn subscribe(&self, from: SubscribeFrom, filter: Filter) -> Result<Subscription> {
+        Subscription::new(self.clone(), from, filter, None)
+    }
+
+    /// A named subscription that resumes after the position it last saved with
+    /// [`Subscription::save_checkpoint`] (from the beginning the first time). The checkpoint is kept in the
+    /// store, in the system stream `$checkpoint-<name>`, written with the store's durability.
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Filter, Store, SubscriptionMessage};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// for amount in [b"5", b"7"] {
+    ///     store.append("account-1", ExpectedVersion::Any, &[EventData::new("Deposited", &amount[..])]).unwrap();
+    /// }
+    /// let mut totals = store.subscribe_durable("totals", Filter::Category("account".into())).unwrap();
+    /// let Some(Ok(SubscriptionMessage::Event(first))) = totals.next() else { panic!() };
+    /// totals.save_checkpoint(first.position()).unwrap();
+    /// drop(totals);
+    /// // Later (or after a restart): it resumes after the saved position.
+    /// let mut totals = store.subscribe_durable("totals", Filter::Category("account".into())).unwrap();
+    /// assert!(matches!(totals.next(), Some(Ok(SubscriptionMessage::Event(e))) if e.offset() == 1));
+    /// ```
+    pub fn subscribe_durable(&self, name: &str, filter: Filter) -> Result<Subscription> {
+        let stream = subscription::checkpoint_stream(name)?;
+        let from = match self.read_stream_backwards(&stream, None)?.next() {
+            Some(event) => SubscribeFrom::After(subscription::decode_checkpoint(&event?)?),
+            None => SubscribeFrom::Start,
+        };
+        Subscription::new(self.clone(), from, filter, Some(stream))
+    }
+
+    /// The last position saved by the durable subscription `name`, if it saved one.
+    pub fn subscription_checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        let stream = subscription::checkpoint_stream(name)?;
+        self.read_stream_backwards(&stream, None)?
+            .next()
+            .map(|event| subscription::decode_checkpoint(&event?))
+            .transpose()
+    }
+
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.inner.shared.notifier
+    }
+
+    /// Blocks until a position after `position` is committed, the store closes, or `deadline` passes.
+    pub(crate) fn wait_past(&self, position: u64, deadline: Option<std::time::Instant>) -> Woken {
+        let shared = &self.inner.shared;
+        shared.notifier.wait_past(&shared.committed, position, deadline)
+    }
+
+    /// Async form of [`wait_past`](Self::wait_past): `None` with `waker` registered under `id`.
+    pub(crate) fn register_past(&self, position: u64, id: u64, waker: &Waker) -> Option<Woken> {
+        let shared = &self.inner.shared;
+        shared.notifier.register_past(&shared.committed, position, id, waker)
+    }
+
+    /// Positions below this are committed.
+    pub(crate) fn committed_position(&self) -> u64 {
+        self.committed()
+    }
+
+    pub(crate) fn category_separator(&self) -> char {
+        self.inner.shared.index.separator()
+    }
+
+    /// `read_all` from `from` up to (not including) `end`, which must not pass the committed end.
+    pub(crate) fn read_all_until(&self, from: u64, end: u64) -> Result<ReadAll> {
+        let shared = &self.inner.shared;
+        ReadAll::new(shared.log.clone(), &shared.index, from, end)
+    }
+
+    /// `read_category` from `from` up to `end`.
+    pub(crate) fn read_category_until(&self, category: &str, from: u64, end: u64) -> Result<ReadIndexed> {
+        ReadIndexed::new(self.source(), Kind::Category, category, from, end)
+    }
+
+    /// `read_event_type` from `from` up to `end`.
+    pub(crate) fn read_event_type_until(&self, event_type: &str, from: u64, end: u64) -> Result<ReadIndexed> {
+        ReadIndexed::new(self.source(), Kind::EventType, event_type, from, end)
+    }
+
+    /// The events of `stream` at positions `from..end`.
+    pub(crate) fn read_stream_from_position(
+        &self,
+        stream: &str,
+        from: u64,
+        end: u64,
+    ) -> Result<Box<dyn Iterator<Item = Result<RecordedEvent>> + Send>> {
+        let first = if from < end {
+            self.first_offset_at_or_after(stream, self.inner.shared.index.locator_of(from)?)?
+        } else {
+            None
+        };
+        let reader = ReadStream::new(self.source(), stream, first.unwrap_or(u64::MAX))?;
+        Ok(Box::new(reader.stop_before_position(end)))
     }
 
     /// Makes every append acknowledged so far durable: returns once an `fdatasync` covers them. Under
@@ -447,7 +606,7 @@ impl Store {
 
     /// The smallest offset of `stream` whose record lies at or after `locator` (locators grow with positions):
     /// a binary search over the stream's offsets, each probe one index lookup.
-    fn first_offset_at_or_after(&self, stream: &str, locator: u64) -> Result<Option<u64>> {
+    pub(crate) fn first_offset_at_or_after(&self, stream: &str, locator: u64) -> Result<Option<u64>> {
         let index = &self.inner.shared.index;
         let Some(head) = index.head(stream, Via::Mapping)? else { return Ok(None) };
         if head.locator < locator {
@@ -518,15 +677,16 @@ impl Store {
         crate::log::verify::verify(&self.inner.shared)
     }
 
-    /// Closes the store: waits for queued appends, syncs, writes the index checkpoint, stops the writer
-    /// thread and releases the directory lock. Other handles get `Closed` from then on.
+    /// Closes the store: waits for queued appends, syncs, writes the index table of what the last segment
+    /// holds, stops the writer thread and releases the directory lock. Other handles get `Closed` from then on,
+    /// and subscriptions waiting for new events end with `Closed` once they have delivered what was committed.
     pub fn close(self) -> Result<()> {
         self.inner.shutdown()
     }
 }
 
 impl Inner {
-    /// Stops the writer (it finishes the queue, syncs and writes the checkpoint) and releases the directory
+    /// Stops the writer (it finishes the queue, syncs and writes the last index table) and releases the directory
     /// lock. Every call returns only after that, with the outcome of the first.
     fn shutdown(&self) -> Result<()> {
         let mut writer = self.writer.lock();
@@ -546,6 +706,8 @@ impl Inner {
             Err(_) => Err(Error::io("closing the store", std::io::Error::other("the writer thread panicked"))),
         };
         self.lock.lock().take();
+        // Nothing more will be committed: subscriptions waiting for it end with `Closed`.
+        self.shared.notifier.close();
         let answer = result.as_ref().map(|_| ()).map_err(clone_error);
         *writer = Closing::Closed(result);
         answer
@@ -569,6 +731,7 @@ impl Drop for RefuseOnExit {
             (std::mem::take(&mut queue.txns), std::mem::take(&mut queue.flushes))
         };
         drop(orphans);
+        self.0.notifier.close();
     }
 }
 
@@ -609,7 +772,7 @@ fn check_name(name: &str, max: usize) -> Result<(), &'static str> {
     }
 }
 
-fn validate_stream_name(stream: &str) -> Result<()> {
+pub(crate) fn validate_stream_name(stream: &str) -> Result<()> {
     check_name(stream, STREAM_NAME_BYTES_MAX)
         .map_err(|reason| Error::InvalidStreamName { name: stream.to_owned(), reason })
 }
@@ -622,4 +785,53 @@ fn validate_event_type(event_type: &str) -> Result<()> {
 /// Nanoseconds since the Unix epoch (0 before it, saturating after the year 2554), as commit times are stored.
 fn nanos_since_epoch(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The answer to a queued append, for the async forms: an error found before it was queued, or the
+/// completion the writer answers through.
+enum Answer {
+    Refused(Option<Error>),
+    Queued(Arc<Completion>),
+}
+
+impl Answer {
+    fn new(queued: Result<Arc<Completion>>) -> Self {
+        match queued {
+            Ok(completion) => Answer::Queued(completion),
+            Err(err) => Answer::Refused(Some(err)),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Vec<AppendResult>>> {
+        match self {
+            Answer::Refused(err) => {
+                Poll::Ready(Err(err.take().expect("an append future is not polled after it completed")))
+            }
+            Answer::Queued(completion) => completion.poll(cx),
+        }
+    }
+}
+
+/// The future of [`Store::append_async`]: the append's result once the writer has answered.
+#[must_use = "the append is queued either way; await the future to learn its outcome"]
+pub struct AppendFuture(Answer);
+
+impl Future for AppendFuture {
+    type Output = Result<AppendResult>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().0.poll(cx).map(|results| results.map(|mut results| results.pop().expect("one result per part")))
+    }
+}
+
+/// The future of [`Store::append_multi_async`]: one result per stream, in the order given.
+#[must_use = "the append is queued either way; await the future to learn its outcome"]
+pub struct AppendMultiFuture(Answer);
+
+impl Future for AppendMultiFuture {
+    type Output = Result<Vec<AppendResult>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().0.poll(cx)
+    }
 }

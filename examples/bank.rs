@@ -6,7 +6,8 @@
 //!
 //! Run it twice: the second run finds the first run's accounts and checks that every cent survived the
 //! restart. What it shows, in order: durable appends from many threads (throughput), the balance and audit
-//! trail of one account, a projection that resumes from its checkpoint and catches up, and what snapshots do
+//! trail of one account, a projection that follows the commands live and resumes from its checkpoint (kept in
+//! the store, with its state) after a restart, and what snapshots do
 //! to the time it takes to load an account with a long history. Money is counted in cents, so every total is
 //! exact: at each step the sum of all balances must equal what was opened + deposited − withdrawn, and the
 //! program stops with an error if it does not.
@@ -15,12 +16,15 @@
 mod account;
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use account::{transfer, Account, AccountError, AccountEvent, Cents, TransferEvent, TRANSFERS_STREAM};
-use annals::{EventCodec, Loaded, Repository, RepositoryError, SnapshotPolicy, Store};
+use account::{transfer, Account, AccountError, AccountEvent, Cents, TRANSFERS_STREAM};
+use annals::{
+    Filter, Loaded, Projection, ProjectionOptions, ProjectionRunner, RecordedEvent, Repository, RepositoryError,
+    SnapshotPolicy, Store,
+};
 use serde::{Deserialize, Serialize};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
@@ -41,9 +45,10 @@ fn main() -> Result<()> {
     let store = Store::open(&dir)?;
     let repository =
         Repository::<Account>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::every(SNAPSHOT_EVERY_EVENTS));
-    let checkpoint_path = dir.join("totals-projection.json");
+    // Earlier versions of this demo kept the projection's checkpoint in a file of their own: no longer needed.
+    let _ = std::fs::remove_file(dir.join("totals-projection.json"));
 
-    let mut totals = Totals::load(&checkpoint_path)?;
+    let options = ProjectionOptions::default();
     if store.head_position().is_none() {
         println!("annals bank demo: a new bank in {}", dir.display());
     } else {
@@ -53,19 +58,30 @@ fn main() -> Result<()> {
             group(store.stream_count() as u64),
             group(store.head_position().map_or(0, |head| head + 1))
         );
-        // The restart check: the projection (checkpointed on disk) and the accounts (rebuilt from their events
-        // and snapshots) must agree to the cent on all the money the earlier runs left.
-        let caught_up = totals.catch_up(&store)?;
+        // The restart check: the projection (resumed from its checkpoint in the store) and the accounts (rebuilt
+        // from their events and snapshots) must agree to the cent on all the money the earlier runs left.
+        let (_, saved_at) = ProjectionRunner::<MoneyInTheBank>::saved(&store, MoneyInTheBank::NAME)?;
+        let totals = ProjectionRunner::<MoneyInTheBank>::start(&store, MoneyInTheBank::NAME, options)?;
+        let start = Instant::now();
+        totals.wait_for(store.head_position().unwrap_or(0))?;
+        let caught_up_in = start.elapsed();
         let balances = sum_of_balances(&repository)?;
-        check(balances == totals.money, "after the restart, the balances do not add up to the projection's total")?;
+        check(
+            balances == totals.state().money,
+            "after the restart, the balances do not add up to the projection's total",
+        )?;
         println!(
-            "  after restart: {} accounts hold {}, as the events say (projection caught up {} events) ✓",
+            "  after restart: {} accounts hold {}, as the events say (projection resumed after position {}, caught up in {}) ✓",
             group(ACCOUNTS + 1),
             money(balances),
-            group(caught_up)
+            saved_at.map_or_else(|| "-".to_owned(), group),
+            millis(caught_up_in)
         );
+        totals.stop()?;
     }
 
+    // The projection follows the commands below live, on its own thread.
+    let totals = ProjectionRunner::<MoneyInTheBank>::start(&store, MoneyInTheBank::NAME, options)?;
     if (0..=ACCOUNTS).any(|id| store.stream_version(&format!("account-{id}")).is_none()) {
         open_accounts(&repository)?;
     }
@@ -74,27 +90,30 @@ fn main() -> Result<()> {
     let busiest = (1..=ACCOUNTS).max_by_key(|id| store.stream_version(&format!("account-{id}"))).unwrap_or(1);
     show_account(&repository, busiest)?;
 
-    println!("projection \"money in the bank\" over all streams, checkpoint in {}:", checkpoint_path.display());
-    let resumed_at = totals.next_position;
+    println!("projection \"money in the bank\" (category account), followed live, checkpointed in the store:");
     let start = Instant::now();
-    let caught_up = totals.catch_up(&store)?;
-    let elapsed = start.elapsed();
-    totals.save(&checkpoint_path)?;
+    let head = store.head_position().unwrap_or(0);
+    totals.wait_for(head)?;
+    let lag = start.elapsed();
+    let (state_money, applied) = {
+        let state = totals.state();
+        (state.money, state.events)
+    };
     println!(
-        "  resumed at position {}, caught up {} events in {}: {} transfers so far, money in the bank {}",
-        group(resumed_at),
-        group(caught_up),
-        millis(elapsed),
-        group(totals.transfers),
-        money(totals.money)
+        "  {} account events applied; {} behind the last command when it ended; {} transfers so far; money in the bank {}",
+        group(applied),
+        millis(lag),
+        group(store.stream_version(TRANSFERS_STREAM).map_or(0, |version| version + 1)),
+        money(state_money)
     );
     let balances = sum_of_balances(&repository)?;
-    check(balances == totals.money, "the balances do not add up to the projection's total")?;
+    check(balances == state_money, "the balances do not add up to the projection's total")?;
     println!(
         "  sum of all {} balances: {} = opened + deposited − withdrawn; transfers moved money, never made it ✓",
         group(ACCOUNTS + 1),
         money(balances)
     );
+    totals.stop()?;
 
     show_snapshot_effect(&repository)?;
     store.close()?;
@@ -345,58 +364,34 @@ fn sum_of_balances(repository: &Repository<Account>) -> Result<Cents> {
     Ok(sum)
 }
 
-/// A projection over every event in the store (global order): the money in the bank, counted from the
-/// events that move money in or out, with its position checkpointed in a file beside the log.
+/// The money in the bank: every account event that moves money in or out, folded in global order. The runner
+/// keeps this state and its position together in the store, so a restart resumes exactly where it stopped.
 #[derive(Serialize, Deserialize, Default)]
-struct Totals {
-    /// The global position of the next event to process.
-    next_position: u64,
+struct MoneyInTheBank {
     money: Cents,
-    transfers: u64,
+    /// Account events applied.
+    events: u64,
 }
 
-impl Totals {
-    fn load(path: &Path) -> Result<Totals> {
-        match std::fs::read(path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Totals::default()),
-            Err(error) => Err(error.into()),
-        }
+impl MoneyInTheBank {
+    const NAME: &'static str = "money-in-the-bank";
+}
+
+impl Projection for MoneyInTheBank {
+    type Event = AccountEvent;
+
+    fn filter() -> Filter {
+        Filter::Category("account".into())
     }
 
-    /// Processes every event after the checkpoint; returns how many.
-    fn catch_up(&mut self, store: &Store) -> Result<u64> {
-        let accounts = EventCodec::<AccountEvent>::default();
-        let transfers = EventCodec::<TransferEvent>::default();
-        let mut processed = 0;
-        for recorded in store.read_all(self.next_position)? {
-            let recorded = recorded?;
-            if recorded.stream() == TRANSFERS_STREAM {
-                transfers.decode(&recorded)?;
-                self.transfers += 1;
-            } else {
-                self.money += match accounts.decode(&recorded)? {
-                    AccountEvent::AccountOpened { initial_balance, .. } => initial_balance,
-                    AccountEvent::MoneyDeposited { amount, .. } => amount,
-                    AccountEvent::MoneyWithdrawn { amount, .. } => -amount,
-                    AccountEvent::AccountClosed { .. } => 0,
-                };
-            }
-            self.next_position = recorded.position() + 1;
-            processed += 1;
-        }
-        Ok(processed)
-    }
-
-    /// Saves the checkpoint atomically: a temporary file, synced, renamed over the old one.
-    fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec(self)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
-        Ok(())
+    fn apply(&mut self, event: AccountEvent, _: &RecordedEvent) {
+        self.money += match event {
+            AccountEvent::AccountOpened { initial_balance, .. } => initial_balance,
+            AccountEvent::MoneyDeposited { amount, .. } => amount,
+            AccountEvent::MoneyWithdrawn { amount, .. } => -amount,
+            AccountEvent::AccountClosed { .. } => 0,
+        };
+        self.events += 1;
     }
 }
 

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
@@ -25,6 +26,7 @@ use crate::log::frame::{self, Header, NO_PREV};
 use crate::log::io::Io;
 use crate::log::segment::{locator, Segment, Spare, SEGMENT_HEADER_LEN};
 use crate::log::Log;
+use crate::subscription::notify::Notifier;
 use crate::{AppendResult, Durability, EventData, ExpectedVersion, Options};
 
 /// One validated stream part of a transaction. Every event has its id assigned.
@@ -32,6 +34,8 @@ pub(crate) struct Part {
     pub stream: String,
     pub expected: ExpectedVersion,
     pub events: Vec<EventData>,
+    /// Whether the caller gave every event's id: only then can the part be a retry of an earlier append.
+    pub ids_given: bool,
 }
 
 /// One atomic append, as queued.
@@ -42,25 +46,59 @@ pub(crate) struct Txn {
     pub responder: Responder,
 }
 
-/// Where an appender waits for its transaction's result.
+/// Where an appender waits for its transaction's result: blocked on the condition variable, or (async) with
+/// its task's waker registered.
 pub(crate) struct Completion {
-    result: Mutex<Option<Result<Vec<AppendResult>>>>,
+    slot: Mutex<Slot>,
     ready: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<Vec<AppendResult>>>,
+    waker: Option<Waker>,
 }
 
 impl Completion {
     pub fn new() -> Arc<Self> {
-        Arc::new(Completion { result: Mutex::new(None), ready: Condvar::new() })
+        Arc::new(Completion { slot: Mutex::new(Slot::default()), ready: Condvar::new() })
     }
 
     /// Blocks until the writer answers.
     pub fn wait(&self) -> Result<Vec<AppendResult>> {
-        let mut result = self.result.lock();
+        let mut slot = self.slot.lock();
         loop {
-            if let Some(result) = result.take() {
+            if let Some(result) = slot.result.take() {
                 return result;
             }
-            self.ready.wait(&mut result);
+            self.ready.wait(&mut slot);
+        }
+    }
+
+    /// The writer's answer if it has come, else registers `cx`'s waker for it.
+    pub fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<Vec<AppendResult>>> {
+        let mut slot = self.slot.lock();
+        match slot.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                match &mut slot.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    None => slot.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn answer(&self, result: Result<Vec<AppendResult>>) {
+        let waker = {
+            let mut slot = self.slot.lock();
+            slot.result = Some(result);
+            slot.waker.take()
+        };
+        self.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 }
@@ -74,17 +112,14 @@ impl Responder {
     }
 
     pub fn send(mut self, result: Result<Vec<AppendResult>>) {
-        let completion = self.0.take().expect("a responder answers once");
-        *completion.result.lock() = Some(result);
-        completion.ready.notify_one();
+        self.0.take().expect("a responder answers once").answer(result);
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(completion) = self.0.take() {
-            *completion.result.lock() = Some(Err(Error::Closed));
-            completion.ready.notify_one();
+            completion.answer(Err(Error::Closed));
         }
     }
 }
@@ -109,6 +144,8 @@ pub(crate) struct Shared {
     pub poison: Mutex<Option<Arc<io::Error>>>,
     pub queue: Mutex<Queue>,
     pub queue_ready: Condvar,
+    /// Wakes subscriptions (and anything else waiting for commits) after every publish.
+    pub notifier: Notifier,
     pub options: Options,
     pub io: Io,
 }
@@ -377,7 +414,6 @@ impl Writer {
         if let Some(err) = &group.roll_failure {
             return Ok(Outcome::Failed(Error::io("creating the next segment", clone_io(err))));
         }
-        // Check every expectation first: one conflict fails the whole transaction.
         let mut heads = Vec::with_capacity(parts.len());
         for part in parts {
             let current = match group.heads.get(part.stream.as_str()) {
@@ -387,12 +423,24 @@ impl Writer {
                     Err(err) => return Ok(Outcome::Failed(err)),
                 },
             };
+            heads.push(current);
+        }
+        // A retry of an append that was committed (its events, with the same ids in the same order, already
+        // sit where the expectation puts them): answer what the original got, write nothing.
+        if parts.iter().all(|part| part.ids_given) {
+            match self.retry_of(parts, &heads, bodies, group) {
+                Ok(Some(original)) => return Ok(Outcome::Committed(original)),
+                Ok(None) => {}
+                Err(err) => return Ok(Outcome::Failed(err)),
+            }
+        }
+        // Check every expectation: one conflict fails the whole transaction.
+        for (part, current) in parts.iter().zip(&heads) {
             let actual = current.map(|(offset, _)| offset);
             if !part.expected.admits(actual) {
                 let stream = part.stream.clone();
                 return Ok(Outcome::Failed(Error::WrongExpectedVersion { stream, expected: part.expected, actual }));
             }
-            heads.push(current);
         }
         // A transaction never spans segments: roll first if it does not fit.
         if self.state.write_at + self.buffer.len() as u64 + bytes > self.state.active.size() {
@@ -413,6 +461,80 @@ impl Writer {
             }
         }
         Ok(Outcome::Committed(self.encode(txn_no, parts, heads, timestamp, group)))
+    }
+
+    /// The original results if every part of the transaction is already committed: its events sit, with the
+    /// same ids in the same order, right after the expected version (`Exact`, `NoStream`), or are the stream's
+    /// last events (`Any`, `StreamExists`). `heads` are the streams' current heads (last offset, locator).
+    fn retry_of(
+        &self,
+        parts: &[Part],
+        heads: &[Option<(u64, u64)>],
+        bodies: &[(Vec<Part>, u64)],
+        group: &Group<'_>,
+    ) -> Result<Option<Vec<AppendResult>>> {
+        let mut results = Vec::with_capacity(parts.len());
+        for (part, head) in parts.iter().zip(heads) {
+            let Some((last_offset, _)) = *head else { return Ok(None) };
+            let count = part.events.len() as u64;
+            let first = match part.expected {
+                ExpectedVersion::Exact(version) => version.checked_add(1),
+                ExpectedVersion::NoStream => Some(0),
+                ExpectedVersion::Any | ExpectedVersion::StreamExists => (last_offset + 1).checked_sub(count),
+            };
+            let Some(first) =
+                first.filter(|first| first.checked_add(count - 1).is_some_and(|last| last <= last_offset))
+            else {
+                return Ok(None);
+            };
+            let mut positions = (0, 0);
+            for (k, event) in part.events.iter().enumerate() {
+                let Some((id, position)) = self.event_at(&part.stream, first + k as u64, bodies, group)? else {
+                    return Ok(None);
+                };
+                if Some(id) != event.id {
+                    return Ok(None);
+                }
+                if k == 0 {
+                    positions.0 = position;
+                }
+                positions.1 = position;
+            }
+            results.push(AppendResult {
+                first_offset: first,
+                last_offset: first + count - 1,
+                first_position: positions.0,
+                last_position: positions.1,
+            });
+        }
+        Ok(Some(results))
+    }
+
+    /// The id and position of `stream`'s event at `offset`: staged in this group, or committed.
+    fn event_at(
+        &self,
+        stream: &str,
+        offset: u64,
+        bodies: &[(Vec<Part>, u64)],
+        group: &Group<'_>,
+    ) -> Result<Option<(uuid::Uuid, u64)>> {
+        if group.heads.contains_key(stream) {
+            let staged = group
+                .records
+                .iter()
+                .rev()
+                .find(|staged| staged.offset == offset && bodies[staged.txn].0[staged.part].stream == stream);
+            if let Some(staged) = staged {
+                let id = bodies[staged.txn].0[staged.part].events[staged.event].id.expect("ids are assigned");
+                return Ok(Some((id, staged.position)));
+            }
+        }
+        let Some(locator) = self.shared.index.locator_of_offset(stream, offset, crate::log::Via::Mapping)? else {
+            return Ok(None);
+        };
+        let (ordinal, at) = crate::log::segment::split_locator(locator);
+        let frame = crate::log::decode_at(&*self.shared.log.segment(ordinal)?, at as usize)?;
+        Ok(Some((frame.header.event_id, frame.header.position)))
     }
 
     /// Encodes a transaction's frames into the buffer, with consecutive positions, per-stream offsets and
@@ -493,6 +615,7 @@ impl Writer {
         let (committed, next_position) = (&self.shared.committed, self.state.next_position);
         self.shared.index.publish(entries, || committed.store(next_position, Ordering::Release));
         records.clear();
+        self.shared.notifier.notify();
     }
 
     fn fail_all(&mut self, responders: Vec<Responder>, cause: Arc<io::Error>) {

@@ -465,3 +465,15 @@ pub fn assert_corrupt_at<T: std::fmt::Debug>(result: &Result<T, Error>, file: &P
         other => panic!("{context}: expected Err(Corrupt) at {}:{offset}, got {other:?}", file.display()),
     }
 }
+
+/// Starts this test binary again as a child process running only the ignored test `entry` (the child's side
+/// of a kill test), with `env` set to `dir`. Its stdout is discarded, its stderr shown.
+pub fn spawn_child(entry: &str, env: &str, dir: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args([entry, "--exact", "--ignored", "--test-threads=1"])
+        .env(env, dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("starting the child process")
+}
