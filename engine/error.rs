@@ -106,6 +106,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The store was opened read-only ([`Store::open_read_only`](crate::Store::open_read_only)): it cannot
+    /// append, flush or write snapshots.
+    #[error("the store is open read-only")]
+    ReadOnly,
+
+    /// A read-only open found no store in the directory (no segment file).
+    #[error("no store in {dir}")]
+    NoStore {
+        /// The directory.
+        dir: PathBuf,
+    },
+
     /// The options are not usable (for example a segment too small for one event).
     #[error("invalid options: {reason}")]
     InvalidOptions {

@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::error::{Error, IoContext, Result};
 use crate::index::Kind;
+use crate::log::follow::Follower;
 use crate::log::frame::{self, HEADER_LEN};
+use crate::log::head::HeadWriter;
 use crate::log::io::Io;
 use crate::log::recovery::{self, RecoveryReport};
 use crate::log::segment::SEGMENT_HEADER_LEN;
@@ -118,10 +120,13 @@ impl Store {
             queue: Mutex::new(Queue::default()),
             queue_ready: Condvar::new(),
             notifier: Notifier::default(),
+            read_only: false,
             options,
             io,
         });
-        let writer = Writer::new(shared.clone(), state);
+        // Recovery made everything it kept durable: read-only openers may show all of it.
+        let head = HeadWriter::open(&dir, state.next_position)?;
+        let writer = Writer::new(shared.clone(), state, head);
         let handle = std::thread::Builder::new()
             .name("annals-writer".into())
             .spawn(move || {
@@ -141,6 +146,72 @@ impl Store {
         })
     }
 
+    /// Opens the store in `dir` for reading only, with default [`Options`]: see
+    /// [`open_read_only_with`](Self::open_read_only_with).
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_read_only_with(dir, Options::default())
+    }
+
+    /// Opens the store in `dir` for reading only, beside its writer (in another process, or a `Store` in this
+    /// one) or while no one writes it. It takes no lock, and it never writes, creates or deletes a byte, so any
+    /// number of read-only openers can neither damage the store nor keep its writer from opening.
+    ///
+    /// It shows what the writer has made durable (the position its writer records in `HEAD`, format-spec
+    /// §16), and follows what the writer syncs next: a thread polls `HEAD` every millisecond and replays the
+    /// new records, so `head_position`, reads and subscriptions move on by themselves. Appends, `flush` and
+    /// snapshot writes return `Error::ReadOnly`. Use the writer's `category_separator`, or the index is rebuilt
+    /// in memory from the whole log.
+    ///
+    /// Errors: `NoStore` if `dir` holds no segment, `Corrupt` for damage in what it reads, `Io`.
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let writer = Store::open(dir.path()).unwrap();
+    /// writer.append("order-7", ExpectedVersion::Any, &[EventData::new("OrderPlaced", &b"{}"[..])]).unwrap();
+    /// let reader = Store::open_read_only(dir.path()).unwrap(); // beside the writer: no lock taken
+    /// assert_eq!(reader.stream_version("order-7"), Some(0));
+    /// assert!(matches!(reader.append("order-7", ExpectedVersion::Any, &[]), Err(annals::Error::ReadOnly)));
+    /// ```
+    pub fn open_read_only_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        validate_options(&options)?;
+        let dir = dir.as_ref().to_owned();
+        let (follower, report) = Follower::open(&dir, &options)?;
+        let next = follower.next_position();
+        let shared = Arc::new(Shared {
+            log: follower.log().clone(),
+            index: follower.index().clone(),
+            committed: AtomicU64::new(next),
+            durable: AtomicU64::new(next),
+            poison: Mutex::new(None),
+            queue: Mutex::new(Queue::default()),
+            queue_ready: Condvar::new(),
+            notifier: Notifier::default(),
+            read_only: true,
+            options,
+            io: Io::default(),
+        });
+        let following = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("annals-follower".into())
+            .spawn(move || follow(&following, follower))
+            .context(|| "starting the follower thread".to_owned())?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir,
+                shared,
+                writer: Mutex::new(Closing::Open(handle)),
+                lock: Mutex::new(None),
+                report,
+            }),
+        })
+    }
+
+    /// Whether this store was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.shared.read_only
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -149,6 +220,9 @@ impl Store {
     /// The write-side I/O layer (fault injection included) for files written beside the log, such as
     /// snapshots; `Closed` once the store is closed, because the directory lock is released then.
     pub(crate) fn io_for_writes(&self) -> Result<&Io> {
+        if self.inner.shared.read_only {
+            return Err(Error::ReadOnly);
+        }
         if self.inner.shared.queue.lock().shutdown {
             return Err(Error::Closed);
         }
@@ -249,6 +323,9 @@ impl Store {
     /// Validates a transaction and queues it for the writer; the writer answers through the returned
     /// completion.
     fn enqueue(&self, mut parts: Vec<Part>) -> Result<Arc<Completion>> {
+        if self.inner.shared.read_only {
+            return Err(Error::ReadOnly);
+        }
         let options = &self.inner.shared.options;
         let capacity = options.segment_size_bytes - SEGMENT_HEADER_LEN as u64;
         let event_max = options.event_size_bytes_max.min(capacity);
@@ -439,6 +516,9 @@ impl Store {
     /// ```
     pub fn flush(&self) -> Result<()> {
         let shared = &self.inner.shared;
+        if shared.read_only {
+            return Err(Error::ReadOnly);
+        }
         if let Some(poisoned) = shared.poisoned() {
             return Err(poisoned);
         }
@@ -643,6 +723,13 @@ impl Store {
         }
     }
 
+    /// How many index tables and memtables the store uses now (tables, memtables). For tests of what stays in
+    /// memory.
+    #[doc(hidden)]
+    pub fn index_shape(&self) -> (usize, usize) {
+        self.inner.shared.index.shape()
+    }
+
     /// How many records reads located through the index (stream, category and event-type reads) have read
     /// since the store was opened. For tests that prove a read touches only what it yields.
     #[doc(hidden)]
@@ -717,6 +804,49 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+/// How often a read-only store looks at the writer's `HEAD` for newly durable records.
+const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The follower thread of a read-only store: replays what the writer makes durable, moves the committed
+/// position and wakes subscriptions, until the store is closed. A failure (damage in what the writer says is
+/// durable) stops the following: what was shown stays, and waiting subscriptions end with `Closed`.
+fn follow(shared: &Shared, mut follower: Follower) -> Result<()> {
+    let _closes = CloseNotifierOnExit(shared);
+    loop {
+        {
+            let mut queue = shared.queue.lock();
+            if !queue.shutdown {
+                shared.queue_ready.wait_for(&mut queue, FOLLOW_INTERVAL);
+            }
+            if queue.shutdown {
+                return Ok(());
+            }
+        }
+        match follower.follow() {
+            Ok(next) => {
+                if next > shared.committed.load(Ordering::Acquire) {
+                    shared.durable.store(next, Ordering::Release);
+                    shared.committed.store(next, Ordering::Release);
+                    shared.notifier.notify();
+                }
+            }
+            Err(err) => {
+                ::log::warn!("annals: a read-only store stopped following its writer: {err}");
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// Closes the notifier when the follower thread ends, however it ends.
+struct CloseNotifierOnExit<'a>(&'a Shared);
+
+impl Drop for CloseNotifierOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.notifier.close();
     }
 }
 

@@ -22,7 +22,7 @@ mod tables;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -31,6 +31,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 pub use self::hash::Kind;
 use self::memtable::{Memtable, Record, Run};
 use self::table::{Section, Table};
+pub use self::tables::Access;
 use crate::error::{Error, Result};
 use crate::log::frame;
 use crate::log::io::Io;
@@ -70,7 +71,9 @@ pub struct View {
 /// The index of one store. `Send + Sync`.
 pub struct Index {
     dir: PathBuf,
-    seed: u64,
+    /// The seed of the tables' hashes (a read-only index takes the writer's when it adopts its tables).
+    seed: AtomicU64,
+    access: Access,
     /// Test hook: stream hashes are masked with this (0 puts every stream on one hash).
     hash_mask: u64,
     separator: char,
@@ -97,6 +100,13 @@ pub struct Resume {
     pub last_timestamp: u64,
 }
 
+impl Resume {
+    /// The start of the log: no table.
+    pub fn start() -> Self {
+        Resume { position: 0, locator: locator(0, SEGMENT_HEADER_LEN as u32), last_timestamp: 0 }
+    }
+}
+
 /// What opening the index found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Opened {
@@ -110,6 +120,10 @@ impl Index {
     /// Opens the index of the store in `store_dir` over `log`: picks the tables that cover the log from
     /// position 0 without gaps, checks each against the log, and drops (deletes) the rest. Returns where
     /// replay must resume. Starts the background thread.
+    ///
+    /// With `Access::ReadOnly` (a read-only opener) nothing is created, deleted or written, and there is no
+    /// background thread: frozen memtables stay in memory until [`adopt_tables`](Self::adopt_tables) finds
+    /// tables the writer wrote for them.
     pub fn open(
         store_dir: &Path,
         log: Arc<Log>,
@@ -117,9 +131,10 @@ impl Index {
         separator: char,
         cache_bytes_max: u64,
         hash_mask: u64,
+        access: Access,
     ) -> Result<(Arc<Index>, Resume, Opened)> {
         let dir = store_dir.join(INDEX_DIR);
-        let found = tables::load(&dir, &log, &io, separator, hash_mask)?;
+        let found = tables::load(&dir, &log, &io, separator, hash_mask, access)?;
         let resume = found.resume;
         let state = State {
             tables: found.tables,
@@ -128,7 +143,8 @@ impl Index {
         };
         let index = Arc::new(Index {
             dir,
-            seed: found.seed,
+            seed: AtomicU64::new(found.seed),
+            access,
             hash_mask,
             separator,
             log,
@@ -139,6 +155,9 @@ impl Index {
             records_read: AtomicU64::new(0),
         });
         let opened = Opened { tables: index.state.read().tables.len(), dropped: found.dropped };
+        if access == Access::ReadOnly {
+            return Ok((index, resume, opened));
+        }
         let (worker, background) = (Arc::downgrade(&index), index.background.clone());
         let handle = std::thread::Builder::new()
             .name("annals-index".into())
@@ -157,7 +176,7 @@ impl Index {
     }
 
     fn hash(&self, kind: Kind, key: &str) -> u64 {
-        hash::hash(self.seed, kind, key) & self.hash_mask
+        hash::hash(self.seed.load(Ordering::Relaxed), kind, key) & self.hash_mask
     }
 
     // -----------------------------------------------------------------------------------------------------
@@ -190,6 +209,9 @@ impl Index {
             let frozen = std::mem::replace(&mut state.active, Memtable::new(position, locator, self.separator));
             state.frozen.push(Arc::new(frozen));
         }
+        if self.access == Access::ReadOnly {
+            return;
+        }
         self.background.wake();
         let mut jobs = self.background.jobs.lock();
         while self.state.read().frozen.len() > FROZEN_MAX && !jobs.stopped && jobs.failure.is_none() {
@@ -197,9 +219,37 @@ impl Index {
         }
     }
 
+    /// A read-only index: takes the tables the writer has written since, if they cover the log from 0 to the end
+    /// of one of its frozen memtables, and drops the frozen memtables they cover (so that a long-lived reader's
+    /// memory does not grow with what it has followed). Returns whether it adopted any.
+    pub fn adopt_tables(&self) -> Result<bool> {
+        assert_eq!(self.access, Access::ReadOnly, "only a read-only index adopts tables");
+        let found = tables::load(&self.dir, &self.log, &self.io, self.separator, self.hash_mask, Access::ReadOnly)?;
+        let Some(end) = found.tables.last().map(|table| table.meta().end_position) else { return Ok(false) };
+        let mut state = self.state.write();
+        let covered = state.tables.last().map_or(0, |table| table.meta().end_position);
+        let aligned = state.frozen.iter().any(|frozen| frozen.end_position == end);
+        if end <= covered || !aligned {
+            return Ok(false);
+        }
+        if state.tables.is_empty() {
+            // The tables' hashes are the writer's: from now on lookups hash with its seed (the memtables are
+            // keyed by name, so nothing else depends on it).
+            self.seed.store(found.seed, Ordering::Relaxed);
+        } else if found.seed != self.seed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        state.tables = found.tables;
+        state.frozen.retain(|frozen| frozen.first_position >= end);
+        Ok(true)
+    }
+
     /// Writes every frozen memtable out and stops the background thread: the close of the store. The active
     /// memtable must have been frozen. Returns the first failure of a table write.
     pub fn close(&self) -> Result<()> {
+        if self.access == Access::ReadOnly {
+            return Ok(());
+        }
         {
             let mut jobs = self.background.jobs.lock();
             jobs.stopping = true;
@@ -318,6 +368,12 @@ impl Index {
     }
 
     /// How many streams exist (with an event below the committed position).
+    /// How many tables and memtables (frozen and active) the index holds now.
+    pub fn shape(&self) -> (usize, usize) {
+        let state = self.state.read();
+        (state.tables.len(), state.frozen.len() + 1)
+    }
+
     pub fn stream_count(&self) -> u64 {
         let state = self.state.read();
         state.tables.iter().map(|table| table.meta().new_streams).sum::<u64>()

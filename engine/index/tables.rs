@@ -27,16 +27,36 @@ pub struct Found {
     pub dropped: Option<String>,
 }
 
+/// Whether loading may change the index directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The store's writer: creates the directory, removes unfinished and unused files.
+    Write,
+    /// A read-only opener: changes nothing (the writer, perhaps in another process, owns the files).
+    ReadOnly,
+}
+
 /// Opens the index directory: removes unfinished files, chooses the tables that cover positions from 0 without
-/// a gap (a merged table over its inputs), opens and checks them, and deletes every other table file.
-pub fn load(dir: &Path, log: &Log, io: &Io, separator: char, hash_mask: u64) -> Result<Found> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => {
-            let parent = dir.parent().expect("the index directory is inside the store");
-            io.sync_dir(parent).context(|| format!("syncing {}", parent.display()))?;
+/// a gap (a merged table over its inputs), opens and checks them, and deletes every other table file. With
+/// `Access::ReadOnly` it only chooses, opens and checks: nothing is created or deleted.
+pub fn load(dir: &Path, log: &Log, io: &Io, separator: char, hash_mask: u64, access: Access) -> Result<Found> {
+    let remove = |path: &Path| match access {
+        Access::Write => remove(path),
+        Access::ReadOnly => Ok(()),
+    };
+    match access {
+        Access::Write => match std::fs::create_dir(dir) {
+            Ok(()) => {
+                let parent = dir.parent().expect("the index directory is inside the store");
+                io.sync_dir(parent).context(|| format!("syncing {}", parent.display()))?;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(Error::io(format!("creating {}", dir.display()), err)),
+        },
+        Access::ReadOnly if !dir.is_dir() => {
+            return Ok(Found { tables: Vec::new(), resume: Resume::start(), seed: rand_seed(), dropped: None })
         }
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(err) => return Err(Error::io(format!("creating {}", dir.display()), err)),
+        Access::ReadOnly => {}
     }
     let mut candidates: Vec<(u64, u64, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
@@ -69,6 +89,14 @@ pub fn load(dir: &Path, log: &Log, io: &Io, separator: char, hash_mask: u64) -> 
     let mut paths = chosen.into_iter();
     for path in paths.by_ref() {
         let checked = match Table::open(&path) {
+            // A read-only opener races with the writer's merges: an input it listed may be gone. It stops there
+            // (the tables before it are a valid cover; the log after them is replayed).
+            Err(Error::Io { source, .. })
+                if access == Access::ReadOnly && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                dropped = Some(format!("{}: deleted while the index was read", path.display()));
+                break;
+            }
             Ok(table) => {
                 let seed = tables.first().map_or(table.meta().seed, |first| first.meta().seed);
                 check_against_log(&table, log, io, (seed, separator, hash_mask))?.map(|()| table)
@@ -88,13 +116,10 @@ pub fn load(dir: &Path, log: &Log, io: &Io, separator: char, hash_mask: u64) -> 
     for path in paths {
         remove(&path)?;
     }
-    let resume = tables.last().map_or(
-        Resume { position: 0, locator: locator(0, SEGMENT_HEADER_LEN as u32), last_timestamp: 0 },
-        |table| {
-            let meta = table.meta();
-            Resume { position: meta.end_position, locator: meta.end_locator, last_timestamp: meta.last_timestamp }
-        },
-    );
+    let resume = tables.last().map_or(Resume::start(), |table| {
+        let meta = table.meta();
+        Resume { position: meta.end_position, locator: meta.end_locator, last_timestamp: meta.last_timestamp }
+    });
     let seed = tables.first().map_or_else(rand_seed, |table| table.meta().seed);
     Ok(Found { tables, resume, seed, dropped })
 }
@@ -247,8 +272,8 @@ pub fn work(index: Weak<Index>, background: Arc<Background>) {
 
 /// Writes the oldest frozen memtable out as a table and puts the table in its place.
 fn flush(index: &Index, memtable: &Arc<Memtable>) -> Result<()> {
-    let meta = memtable.meta(index.seed, index.hash_mask);
-    let contents = memtable.contents(index.seed, index.hash_mask);
+    let meta = memtable.meta(index.seed.load(std::sync::atomic::Ordering::Relaxed), index.hash_mask);
+    let contents = memtable.contents(index.seed.load(std::sync::atomic::Ordering::Relaxed), index.hash_mask);
     let path = table::write(&index.io, &index.dir, &meta, memtable.stream_count() as u64, contents)?;
     let table = Arc::new(Table::open(&path)?);
     let mut state = index.state.write();

@@ -3,7 +3,9 @@
 //! (`writer`), opening and recovering the log (`recovery`), `verify`, and
 //! the I/O layer every write goes through (`io`).
 
+pub(crate) mod follow;
 pub(crate) mod frame;
+pub(crate) mod head;
 pub(crate) mod io;
 pub(crate) mod recovery;
 pub(crate) mod segment;
@@ -94,6 +96,22 @@ impl Log {
         let segment = Arc::new(Segment::open(&self.dir.join(file_name(base)), Some((ordinal, base)))?);
         self.keep_mapped(ordinal, segment.clone());
         Ok(segment)
+    }
+
+    /// Adds the segments that the directory lists after the last known one (a read-only opener, following a
+    /// writer that rolls). Returns whether there were any.
+    pub fn discover(&self) -> Result<bool> {
+        let last = *self.bases.read().last().expect("a log has a segment");
+        let mut found: Vec<u64> = std::fs::read_dir(&self.dir)
+            .map_err(|err| Error::io(format!("listing {}", self.dir.display()), err))?
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| segment::parse_file_name(&entry.file_name().to_string_lossy()))
+            .filter(|&base| base > last)
+            .collect();
+        found.sort_unstable();
+        let any = !found.is_empty();
+        self.bases.write().extend(found);
+        Ok(any)
     }
 
     /// Adds a new newest segment.

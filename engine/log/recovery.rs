@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 use crate::index::memtable::Record;
-use crate::index::{at_least_one, Index};
+use crate::index::{at_least_one, Access, Index};
 use crate::log::frame::{self, DecodeError, NO_PREV};
 use crate::log::io::Io;
 use crate::log::segment::{self, locator, split_locator, PreadWindow, Segment, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
@@ -71,6 +71,7 @@ pub(crate) fn recover(
         options.category_separator,
         options.index_cache_bytes_max,
         options.stream_hash_mask,
+        Access::Write,
     )?;
     let mut report =
         RecoveryReport { index_tables: opened.tables, index_rejected: opened.dropped, ..RecoveryReport::default() };
@@ -100,11 +101,7 @@ fn list_segments(dir: &Path, options: &Options, io: &Io) -> Result<Vec<u64>> {
             // A segment whose creation did not finish: it was never renamed into place, so nothing refers to it.
             std::fs::remove_file(&path).context(|| format!("removing leftover {}", path.display()))?;
         } else if path.extension().is_some_and(|ext| ext == SEGMENT_SUFFIX) {
-            let base = name
-                .strip_suffix(".seg")
-                .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|digits| digits.parse::<u64>().ok())
-                .filter(|&base| name == segment::file_name(base))
+            let base = segment::parse_file_name(&name)
                 .ok_or_else(|| Error::corrupt(&path, 0, "not a segment file name (20 decimal digits and .seg)"))?;
             bases.push(base);
         }
@@ -135,15 +132,15 @@ struct Pending {
 }
 
 /// Where the scan of one segment ended.
-struct Scanned {
+pub(super) struct Scanned {
     /// Why the scan stopped, if not at a clean end (a zero length or the segment's end).
-    stop: Option<String>,
+    pub stop: Option<String>,
     /// Byte offset where it stopped.
-    at: usize,
+    pub at: usize,
     /// End of the last complete transaction: (byte offset, next position).
-    committed: (usize, u64),
+    pub committed: (usize, u64),
     /// Byte offset of the first record of an incomplete transaction at the end, if any.
-    pending_at: Option<usize>,
+    pub pending_at: Option<usize>,
     /// The last position proven synced, and the byte offset of its record (or of where it would go).
     proven: (u64, usize),
 }
@@ -183,7 +180,7 @@ fn replay(
             ));
         }
         let mut window = PreadWindow::new(&segment, io);
-        let scanned = scan(&mut window, log, io, index, at, &mut tail, report)?;
+        let scanned = scan(&mut window, log, io, index, at, &mut tail, u64::MAX, report)?;
 
         if ordinal != last_ordinal {
             // A sealed segment was synced in full before its successor was created: anything short of a clean
@@ -214,19 +211,22 @@ fn replay(
 }
 
 /// Where replay has reached.
-struct Tail {
-    next_position: u64,
-    last_timestamp: u64,
+pub(super) struct Tail {
+    pub next_position: u64,
+    pub last_timestamp: u64,
 }
 
-/// Scans one segment's frames from `at`, applying complete transactions to `index`.
-fn scan(
+/// Scans one segment's frames from `at`, applying complete transactions to `index`, and stops cleanly once
+/// the transactions before position `limit` are applied.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn scan(
     window: &mut PreadWindow<'_>,
     log: &Log,
     io: &Io,
     index: &Index,
     mut at: usize,
     tail: &mut Tail,
+    limit: u64,
     report: &mut RecoveryReport,
 ) -> Result<Scanned> {
     let segment = window.segment();
@@ -240,7 +240,7 @@ fn scan(
     let mut proven = (tail.next_position, at);
     let mut unproven: VecDeque<(u64, usize)> = VecDeque::new();
     let stop: Option<String> = loop {
-        if segment.size() as usize - at < 4 {
+        if segment.size() as usize - at < 4 || (pending.is_empty() && committed.1 >= limit) {
             break None;
         }
         let frame = match window.frame(at)? {

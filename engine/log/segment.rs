@@ -64,6 +64,13 @@ pub fn file_name(base_position: u64) -> String {
     format!("{base_position:020}.{SEGMENT_SUFFIX}")
 }
 
+/// The base position a segment file name stands for: 20 decimal digits and `.seg`; `None` for any other name.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits =
+        name.strip_suffix(".seg").filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))?;
+    digits.parse::<u64>().ok().filter(|&base| name == file_name(base))
+}
+
 /// One segment, mapped. `Send + Sync`: readers read the mapping while the writer writes the file (through
 /// its own descriptor, [`Segment::open_file`]). A segment holds no file descriptor: the log keeps a bounded
 /// number of segments mapped, and a `Bytes` slice handed to a reader keeps its mapping alive on its own.

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::index::memtable::Record;
 use crate::index::Index;
 use crate::log::frame::{self, Header, NO_PREV};
+use crate::log::head::HeadWriter;
 use crate::log::io::Io;
 use crate::log::segment::{locator, Segment, Spare, SEGMENT_HEADER_LEN};
 use crate::log::Log;
@@ -146,6 +147,8 @@ pub(crate) struct Shared {
     pub queue_ready: Condvar,
     /// Wakes subscriptions (and anything else waiting for commits) after every publish.
     pub notifier: Notifier,
+    /// A read-only store: no writer, appends refused; a follower thread moves `committed` instead.
+    pub read_only: bool,
     pub options: Options,
     pub io: Io,
 }
@@ -207,6 +210,8 @@ enum Outcome {
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     state: WriterState,
+    /// Tells read-only openers how far the log is durable.
+    head: HeadWriter,
     /// Positions below this are on stable storage.
     synced_next: u64,
     buffer: Vec<u8>,
@@ -227,11 +232,11 @@ enum Work {
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, state: WriterState) -> Self {
+    pub fn new(shared: Arc<Shared>, state: WriterState, head: HeadWriter) -> Self {
         // Recovery proved every recovered record synced, or wrote it again and synced it, before the store
         // opened.
         let synced_next = state.next_position;
-        Writer { shared, state, synced_next, buffer: Vec::new(), dirty_since: None, spare: None }
+        Writer { shared, state, head, synced_next, buffer: Vec::new(), dirty_since: None, spare: None }
     }
 
     /// Starts preparing the next segment's file in the background once the active segment is a quarter full:
@@ -645,6 +650,7 @@ impl Writer {
         self.shared.io.sync_data(&self.state.active_file, self.state.active.path())?;
         self.synced_next = self.state.next_position;
         self.shared.durable.store(self.synced_next, Ordering::Release);
+        self.head.publish(self.synced_next);
         self.dirty_since = None;
         Ok(())
     }
