@@ -49,6 +49,18 @@ const INSERT_MANY: &str = "INSERT INTO events(stream, version, type, ts, id, dat
           AS u(stream, type, ts, id, data, n) \
      ORDER BY u.n";
 
+/// `INSERT_MANY` for a batch in which a stream has several (adjacent) events, as W9's appends of 2 events per
+/// stream: every row of one statement sees the same snapshot, so the rows of one stream count up from the
+/// stream's last version by their rank in the batch (`INSERT_MANY` would give them all the same version and
+/// fail on the unique index). A separate statement, so that W3's batches keep the plain one.
+const INSERT_MANY_REPEATING: &str = "INSERT INTO events(stream, version, type, ts, id, data) \
+     SELECT u.stream, COALESCE((SELECT MAX(e.version) FROM events e WHERE e.stream = u.stream) + 1, 0) \
+            + ROW_NUMBER() OVER (PARTITION BY u.stream ORDER BY u.n) - 1, \
+            u.type, u.ts, u.id, u.data \
+     FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[], $5::bytea[]) WITH ORDINALITY \
+          AS u(stream, type, ts, id, data, n) \
+     ORDER BY u.n";
+
 const SELECT_STREAM: &str =
     "SELECT pos, stream, version, type, ts, id, data FROM events WHERE stream = $1 ORDER BY version LIMIT $2";
 
@@ -302,7 +314,8 @@ impl Store for PostgresStore {
         let mut client = self.server.lock().map_err(|_| "server lock poisoned")?.connect()?;
         let one = client.prepare(INSERT_ONE)?;
         let many = client.prepare(INSERT_MANY)?;
-        Ok(Box::new(PostgresWriter { client, one, many }))
+        let many_repeating = client.prepare(INSERT_MANY_REPEATING)?;
+        Ok(Box::new(PostgresWriter { client, one, many, many_repeating }))
     }
 
     fn scan_all(&self, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
@@ -336,6 +349,7 @@ struct PostgresWriter {
     client: Client,
     one: Statement,
     many: Statement,
+    many_repeating: Statement,
 }
 
 impl Writer for PostgresWriter {
@@ -354,7 +368,9 @@ impl Writer for PostgresWriter {
         let timestamps: Vec<i64> = vec![ts; batch.len()];
         let ids: Vec<&[u8]> = batch.iter().map(|pending| &pending.event.id[..]).collect();
         let data: Vec<&[u8]> = batch.iter().map(|pending| &pending.event.data[..]).collect();
-        self.client.execute(&self.many, &[&streams, &types, &timestamps, &ids, &data])?;
+        let repeating = batch.windows(2).any(|pair| pair[0].stream == pair[1].stream);
+        let statement = if repeating { &self.many_repeating } else { &self.many };
+        self.client.execute(statement, &[&streams, &types, &timestamps, &ids, &data])?;
         Ok(())
     }
 }
