@@ -18,6 +18,11 @@ pub fn stream_name(n: u64) -> String {
     format!("account-{n}")
 }
 
+/// The name of W9's stream `n`: `order-{n:012}`.
+pub fn order_name(n: u64) -> String {
+    format!("order-{n:012}")
+}
+
 /// One event, before an engine stores it. The commit time is taken by the engine's adapter at append.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -44,7 +49,12 @@ impl EventSource {
     }
 
     pub fn event(&mut self) -> Event {
-        let mut payload = vec![0u8; PAYLOAD_BYTES];
+        self.event_of(PAYLOAD_BYTES)
+    }
+
+    /// An event with a payload of `bytes` random bytes (W9's 100-byte events and 512 KiB lone appends).
+    pub fn event_of(&mut self, bytes: usize) -> Event {
+        let mut payload = vec![0u8; bytes];
         self.rng.fill(&mut payload);
         Event { id: self.rng.u128(..).to_be_bytes(), data: Bytes::from(payload) }
     }

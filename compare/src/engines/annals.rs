@@ -58,6 +58,20 @@ impl Store for AnnalsStore {
     fn close(self: Box<Self>) -> Result<()> {
         Ok(self.0.close()?)
     }
+
+    /// The index tables under `<store>/index/` (`*.tbl`; a merge's unfinished `*.tmp` output is not counted).
+    /// They hold the stream, category and event-type entries, the sparse position entries and the bloom
+    /// filters; the entries of the last segment are in memory until the next roll or close.
+    fn index_bytes(&self) -> Result<Option<u64>> {
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(self.0.dir().join("index"))? {
+            let entry = entry?;
+            if entry.path().extension().is_some_and(|ext| ext == "tbl") {
+                bytes += entry.metadata()?.len();
+            }
+        }
+        Ok(Some(bytes))
+    }
 }
 
 struct AnnalsWriter(annals::Store);

@@ -84,6 +84,11 @@ impl Store for FjallStore {
         Ok(count)
     }
 
+    /// The `streams` keyspace's disk space (its tables; fjall's journal is shared and not counted).
+    fn index_bytes(&self) -> Result<Option<u64>> {
+        Ok(Some(self.streams.disk_space()))
+    }
+
     fn close(self: Box<Self>) -> Result<()> {
         self.db.persist(PersistMode::SyncAll)?;
         // Dropping the last handle stops fjall's background workers.

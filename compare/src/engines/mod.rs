@@ -51,6 +51,13 @@ pub trait Store: Send + Sync {
     /// Closes the store cleanly.
     fn close(self: Box<Self>) -> Result<()>;
 
+    /// Bytes on disk of what finds a stream's events (W9): annals' index tables, SQLite's and PostgreSQL's
+    /// `UNIQUE(stream, version)` index, the key-value peers' `streams` keyspace or table. `None` if the engine
+    /// cannot tell.
+    fn index_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Stops the store without a clean shutdown, as a crash would. Only server engines can do this in process.
     fn crash(self: Box<Self>) -> Result<()> {
         Err("this engine is crashed by killing the process that has it open".into())

@@ -332,6 +332,13 @@ impl Store for PostgresStore {
         visit_rows(rows, visit)
     }
 
+    /// The `UNIQUE(stream, version)` index (`events_stream_version_key`), from `pg_relation_size`.
+    fn index_bytes(&self) -> Result<Option<u64>> {
+        let mut reader = self.reader.lock().map_err(|_| "reader lock poisoned")?;
+        let row = reader.query_one("SELECT pg_relation_size('events_stream_version_key')", &[])?;
+        Ok(Some(u64::try_from(row.try_get::<_, i64>(0)?)?))
+    }
+
     fn close(self: Box<Self>) -> Result<()> {
         let store = *self;
         drop(store.reader);

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
     decode_record, encode_record, next_version_after, stream_key, stream_key_range, visit_record, Engine, Store, Writer,
@@ -76,6 +76,13 @@ impl Store for RedbStore {
             count += 1;
         }
         Ok(count)
+    }
+
+    /// The `streams` table's pages: stored keys and values, branch pages and metadata, and fragmentation.
+    fn index_bytes(&self) -> Result<Option<u64>> {
+        let transaction = self.db.begin_read()?;
+        let stats = transaction.open_table(STREAMS)?.stats()?;
+        Ok(Some(stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes()))
     }
 
     fn close(self: Box<Self>) -> Result<()> {

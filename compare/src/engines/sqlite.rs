@@ -105,6 +105,18 @@ impl Store for SqliteStore {
         Ok(count)
     }
 
+    /// The pages of the `UNIQUE(stream, version)` index (`sqlite_autoindex_events_1`), from the `dbstat`
+    /// virtual table (compiled into the bundled SQLite).
+    fn index_bytes(&self) -> Result<Option<u64>> {
+        let reader = self.reader.lock().map_err(|_| "reader lock poisoned")?;
+        let bytes: i64 = reader.query_row(
+            "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = 'sqlite_autoindex_events_1'",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(Some(u64::try_from(bytes)?))
+    }
+
     fn close(self: Box<Self>) -> Result<()> {
         let reader = self.reader.into_inner().map_err(|_| "reader lock poisoned")?;
         reader.close().map_err(|(_, err)| err)?;
