@@ -9,8 +9,8 @@
 //! W3 for the embedded engines runs in a child process (this binary, re-executed with a hidden subcommand)
 //! that is killed with SIGKILL once its appends have returned, so that W7 times a real recovery; the parent
 //! then reads W4 and W5 from the recovered store, closes it cleanly and times W6. M1 loads and measures in
-//! child processes too, so that the parent's heap does not blur the resident-memory figure. PostgreSQL, a
-//! server, is crashed with an immediate shutdown instead.
+//! child processes too, so that the parent's heap does not blur the resident-memory figure, and so do W9's
+//! load and reopen (`w9.rs`). PostgreSQL, a server, is crashed with an immediate shutdown instead.
 
 mod chart;
 mod engines;
@@ -18,6 +18,7 @@ mod event;
 mod limits;
 mod report;
 mod w8;
+mod w9;
 mod workloads;
 
 use std::io::{BufRead, BufReader};
@@ -35,7 +36,7 @@ use crate::workloads::{Measurement, Sizes};
 pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
 
 /// Every workload this harness runs, in table order.
-const WORKLOADS: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "M1", "W8"];
+const WORKLOADS: [&str; 10] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "M1", "W8", "W9"];
 
 // TODO(W8 peers): W8 runs for annals only, through `Repository` (see `w8.rs`). The peers would need the same
 // aggregate and a snapshot table of their own (latest snapshot by stream, then the events after it) before W8
@@ -50,19 +51,23 @@ struct Args {
     workloads: Option<Vec<String>>,
     data_dir: PathBuf,
     skip_limits: bool,
+    /// W9's sizes (streams); `None`: `WORKLOADS.md`'s, scaled.
+    w9_streams: Option<Vec<u64>>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: annals-compare [--out DIR] [--scale F] [--only NAMES] [--data-dir DIR]\n\
+        "usage: annals-compare [--out DIR] [--scale F] [--only NAMES] [--data-dir DIR] [--w9-streams LIST]\n\
          \n  --out DIR       where results.md, results.jsonl and chart.png go (default compare/results)\
          \n  --scale F       multiply every event count by F (default 1.0; 0.1 for a quick run)\
          \n  --only NAMES    comma-separated engines (annals, sqlite, postgres, fjall, redb) and/or workloads\
-         \n                  (W1..W8, M1) to run; W4-W7 need W3's load, which then runs too\
+         \n                  (W1..W9, M1) to run; W4-W7 need W3's load, which then runs too\
          \n  --data-dir DIR  where the stores are created (default the system temporary directory; use the\
          \n                  disk you want to measure)\
          \n  --skip-limits   do not measure the machine's limits (for profiling a workload; the report then has\
-         \n                  no limit columns)"
+         \n                  no limit columns)\
+         \n  --w9-streams L  W9's sizes, comma-separated numbers of streams (default 10000,10000000 times the\
+         \n                  scale; 10,000,000 streams write about 4.6 GB per engine and take minutes each)"
     );
     std::process::exit(2)
 }
@@ -75,6 +80,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Args {
         workloads: None,
         data_dir: std::env::temp_dir(),
         skip_limits: false,
+        w9_streams: None,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -85,6 +91,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Args {
             }
             "--data-dir" => parsed.data_dir = PathBuf::from(value()),
             "--skip-limits" => parsed.skip_limits = true,
+            "--w9-streams" => {
+                let sizes: Option<Vec<u64>> =
+                    value().split(',').map(|n| n.trim().replace('_', "").parse().ok().filter(|&n| n > 0)).collect();
+                parsed.w9_streams = Some(sizes.unwrap_or_else(|| usage()));
+            }
             "--only" => {
                 for name in value().split(',').map(str::trim).filter(|name| !name.is_empty()) {
                     let upper = name.to_ascii_uppercase();
@@ -231,6 +242,11 @@ fn run(args: &Args) -> Result<()> {
             Err(err) => note_failure(&mut notes, start, "annals", "W8", &err),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    if wanted("W9") {
+        let sizes = args.w9_streams.clone().unwrap_or_else(|| w9::default_streams(args.scale));
+        measurements.extend(w9_all(&engines, &sizes, scratch.path(), args, start, &mut notes));
     }
 
     progress(start, &format!("writing {}", args.out.display()));
@@ -410,13 +426,99 @@ fn m1(engine: &dyn Engine, dir: &Path, sizes: &Sizes, args: &Args) -> Result<Mea
 }
 
 fn spawn_child(command: &str, engine: &dyn Engine, dir: &Path, args: &Args) -> Result<std::process::Child> {
+    spawn_child_with(command, engine, dir, args, &[])
+}
+
+fn spawn_child_with(
+    command: &str,
+    engine: &dyn Engine,
+    dir: &Path,
+    args: &Args,
+    extra: &[&str],
+) -> Result<std::process::Child> {
     Ok(Command::new(std::env::current_exe()?)
         .arg(command)
         .args(["--engine", engine.name(), "--scale", &args.scale.to_string(), "--dir"])
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()?)
+}
+
+/// W9 at every size, smallest first, and at each size every engine in turn (so that the engines compared
+/// at one size run close together in time). A size that would not fit on the disk is skipped with a note.
+fn w9_all(
+    engines: &[Box<dyn Engine>],
+    sizes: &[u64],
+    scratch: &Path,
+    args: &Args,
+    start: Instant,
+    notes: &mut Vec<String>,
+) -> Vec<Measurement> {
+    let mut found = Vec::new();
+    for &streams in sizes {
+        let needed = w9::disk_bytes_needed(streams);
+        if free_bytes(scratch).is_some_and(|free| free < needed) {
+            let note = format!(
+                "W9 at {streams} streams: skipped, needs about {} GB free on the data disk",
+                needed / 1e9 as u64
+            );
+            progress(start, &note);
+            notes.push(note);
+            continue;
+        }
+        for engine in engines {
+            progress(start, &format!("{} W9, {streams} streams", engine.name()));
+            let dir = scratch.join(engine.name()).join(format!("W9-{streams}"));
+            match w9_one(engine.as_ref(), &dir, streams, args) {
+                Ok(measurement) => found.push(report_one(start, measurement)),
+                Err(err) => note_failure(notes, start, engine.name(), &format!("W9 at {streams} streams"), &err),
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    found
+}
+
+/// W9 for one engine at one size: load, lone appends and close in one child process, the reopen and reads in
+/// another (a server engine: both in this process).
+fn w9_one(engine: &dyn Engine, dir: &Path, streams: u64, args: &Args) -> Result<Measurement> {
+    let size = streams.to_string();
+    let (loaded, reopened) = if engine.embedded() {
+        let run = |command: &str| -> Result<Value> {
+            let mut child = spawn_child_with(command, engine, dir, args, &["--streams", &size])?;
+            let result = read_result(&mut child, false)?;
+            if !child.wait()?.success() {
+                return Err(format!("the {command} child failed").into());
+            }
+            Ok(result)
+        };
+        let loaded = run("__w9-load")?;
+        (loaded, run("__w9-reopen")?)
+    } else {
+        let loaded = w9::load_and_close(engine.open(dir)?, streams)?;
+        (loaded, w9::reopen_and_read(engine, dir, streams, false)?)
+    };
+    let mut measurement = w9::measurement(engine.name(), streams, &loaded, &reopened);
+    if let Some(bytes) = disk_bytes(dir) {
+        measurement.extra.insert("disk_bytes", bytes.into());
+    }
+    Ok(measurement)
+}
+
+/// Bytes available to an unprivileged user on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `stat` a writable statvfs that the call fills on success.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::useless_conversion, reason = "fsblkcnt_t and c_ulong are u64 on 64-bit Linux, not on every target")]
+    Some(u64::from(stat.f_bavail) * u64::from(stat.f_frsize))
 }
 
 /// Reads the child's `RESULT {json}` line; with `until_ready`, also waits for its `READY` line.
@@ -455,13 +557,14 @@ fn measurement_from_json(value: &Value) -> Result<Measurement> {
 
 /// The hidden subcommands the parent runs in child processes.
 fn child_main(command: &str, mut args: impl Iterator<Item = String>) -> Result<()> {
-    let (mut engine_name, mut dir, mut scale) = (String::new(), PathBuf::new(), 1.0);
+    let (mut engine_name, mut dir, mut scale, mut streams) = (String::new(), PathBuf::new(), 1.0, 0);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or("missing value")?;
         match arg.as_str() {
             "--engine" => engine_name = value,
             "--dir" => dir = PathBuf::from(value),
             "--scale" => scale = value.parse()?,
+            "--streams" => streams = value.parse()?,
             _ => return Err(format!("unknown argument {arg}").into()),
         }
     }
@@ -506,6 +609,14 @@ fn child_main(command: &str, mut args: impl Iterator<Item = String>) -> Result<(
                 })
             );
             store.close()?;
+        }
+        "__w9-load" => {
+            let loaded = w9::load_and_close(engine.open(&dir)?, streams)?;
+            println!("RESULT {loaded}");
+        }
+        "__w9-reopen" => {
+            let reopened = w9::reopen_and_read(engine.as_ref(), &dir, streams, true)?;
+            println!("RESULT {reopened}");
         }
         _ => return Err(format!("unknown subcommand {command}").into()),
     }

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::limits::Limit;
 use crate::workloads::{Measurement, Sizes};
@@ -339,6 +339,7 @@ pub fn markdown(
             }
         }
     }
+    w9_markdown(&mut md, measurements);
     let _ = writeln!(md, "\n## Machine limits (same run)\n");
     let _ = writeln!(md, "| limit | value |");
     let _ = writeln!(md, "|---|---:|");
@@ -366,4 +367,125 @@ pub fn markdown(
         let _ = writeln!(md, "| {} | {} | {} |", measurement.engine, measurement.workload, figures.join(", "));
     }
     md
+}
+
+/// One row of the W9 table: a field of the W9 measurements (`None`: the headline), scaled for display.
+struct W9Row {
+    field: Option<&'static str>,
+    label: &'static str,
+    unit: &'static str,
+    better: Better,
+    /// Divides the stored figure for display (bytes to MiB).
+    divisor: f64,
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+const W9_ROWS: [W9Row; 15] = [
+    W9Row { field: None, label: "load", unit: "events/s", better: Better::Higher, divisor: 1.0 },
+    W9Row {
+        field: Some("load_append_p99_ms"),
+        label: "load append p99",
+        unit: "ms",
+        better: Better::Lower,
+        divisor: 1.0,
+    },
+    W9Row {
+        field: Some("load_append_max_ms"),
+        label: "load append max",
+        unit: "ms",
+        better: Better::Lower,
+        divisor: 1.0,
+    },
+    W9Row { field: Some("lone_p50_ms"), label: "lone append p50", unit: "ms", better: Better::Lower, divisor: 1.0 },
+    W9Row { field: Some("lone_p99_ms"), label: "lone append p99", unit: "ms", better: Better::Lower, divisor: 1.0 },
+    W9Row { field: Some("lone_max_ms"), label: "lone append max", unit: "ms", better: Better::Lower, divisor: 1.0 },
+    W9Row { field: Some("close_ms"), label: "close", unit: "ms", better: Better::Lower, divisor: 1.0 },
+    W9Row { field: Some("open_ms"), label: "reopen + first read", unit: "ms", better: Better::Lower, divisor: 1.0 },
+    W9Row { field: Some("rss_bytes"), label: "RSS after reopen", unit: "MiB", better: Better::Lower, divisor: MIB },
+    W9Row {
+        field: Some("rss_growth_bytes"),
+        label: "RSS growth by the reopen",
+        unit: "MiB",
+        better: Better::Lower,
+        divisor: MIB,
+    },
+    W9Row { field: Some("read_us"), label: "random stream read", unit: "µs", better: Better::Lower, divisor: 1.0 },
+    W9Row {
+        field: Some("read_p99_us"),
+        label: "random stream read p99",
+        unit: "µs",
+        better: Better::Lower,
+        divisor: 1.0,
+    },
+    W9Row { field: Some("index_bytes"), label: "index on disk", unit: "MiB", better: Better::Lower, divisor: MIB },
+    W9Row { field: Some("disk_bytes"), label: "store on disk", unit: "MiB", better: Better::Lower, divisor: MIB },
+    W9Row {
+        field: Some("rss_after_reads_bytes"),
+        label: "RSS after the 1,000 reads",
+        unit: "MiB",
+        better: Better::Lower,
+        divisor: MIB,
+    },
+];
+
+/// The W9 table: one column per size and engine, sizes side by side, each cell with its ratio to annals at
+/// the same size.
+fn w9_markdown(md: &mut String, measurements: &[Measurement]) {
+    let w9: Vec<&Measurement> = measurements.iter().filter(|m| m.workload == "W9").collect();
+    let mut sizes: Vec<u64> = w9.iter().filter_map(|m| m.extra.get("streams").and_then(Value::as_u64)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.is_empty() {
+        return;
+    }
+    let engines = engines_in(measurements);
+    let columns: Vec<(u64, &String)> = sizes
+        .iter()
+        .flat_map(|&size| engines.iter().map(move |engine| (size, engine)))
+        .filter(|&(size, engine)| w9.iter().any(|m| &m.engine == engine && streams_of(m) == Some(size)))
+        .collect();
+    let find = |size: u64, engine: &str| w9.iter().find(|m| m.engine == engine && streams_of(m) == Some(size));
+    let value = |row: &W9Row, size: u64, engine: &str| -> Option<f64> {
+        let measurement = find(size, engine)?;
+        let raw = match row.field {
+            None => Some(measurement.value),
+            Some(field) => measurement.extra_f64(field),
+        };
+        raw.map(|raw| raw / row.divisor)
+    };
+    let _ = writeln!(md, "\n## W9 scale: how each cost grows with the number of streams\n");
+    let _ = writeln!(
+        md,
+        "Each column is one engine at one size (streams); each cell the figure, then in brackets its ratio to \
+         annals' at the same size. RSS is the fresh reopening process' (embedded engines only).\n"
+    );
+    let _ = write!(md, "| W9 | unit | |");
+    for (size, engine) in &columns {
+        let _ = write!(md, " {engine} @ {} |", number(*size as f64));
+    }
+    let _ = writeln!(md, "\n|---|---|---|{}", "---:|".repeat(columns.len()));
+    for row in &W9_ROWS {
+        if columns.iter().all(|&(size, engine)| value(row, size, engine).is_none()) {
+            continue;
+        }
+        let arrow = if row.better == Better::Higher { "↑" } else { "↓" };
+        let _ = write!(md, "| {} | {} | {arrow} |", row.label, row.unit);
+        for &(size, engine) in &columns {
+            let cell = match (value(row, size, engine), value(row, size, "annals")) {
+                (None, _) => "—".to_owned(),
+                (Some(figure), _) if engine == "annals" => format!("**{}**", number(figure)),
+                (Some(figure), Some(reference)) if reference != 0.0 => {
+                    format!("{} ({})", number(figure), ratio(figure / reference))
+                }
+                (Some(figure), _) => number(figure),
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        let _ = writeln!(md);
+    }
+}
+
+fn streams_of(measurement: &Measurement) -> Option<u64> {
+    measurement.extra.get("streams").and_then(Value::as_u64)
 }
