@@ -93,6 +93,14 @@ fn status_bytes(field: &str) -> u64 {
     kib * 1024
 }
 
+/// Bytes this process has had sent to the storage layer so far (`write_bytes` of `/proc/self/io`: counted
+/// when pages are dirtied, every thread included).
+fn storage_write_bytes() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").expect("reading /proc/self/io");
+    let line = io.lines().find_map(|line| line.strip_prefix("write_bytes:")).expect("write_bytes in /proc/self/io");
+    line.trim().parse().expect("a number of bytes")
+}
+
 /// Bytes and number of the files in `dir` (not recursive).
 fn dir_bytes(dir: &Path) -> (u64, usize) {
     let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
@@ -117,6 +125,7 @@ struct Row {
     index_bytes: u64,
     index_tables: usize,
     log_bytes: u64,
+    written_bytes: u64,
     load_peak_rss: u64,
     reopen: Reopened,
     wall_seconds: f64,
@@ -141,12 +150,14 @@ fn run(streams: u64, shape: Shape) -> Row {
     let begun = Instant::now();
     let dir = common::scratch_dir();
     let mut row = Row { streams, ..Row::default() };
+    let written_before = storage_write_bytes();
     let store = Store::open_with(dir.path(), shape.options()).expect("opening the store");
     load(&store, streams, &mut row);
     lone_appends(&store, streams, shape, &mut row);
     let start = Instant::now();
     store.close().expect("closing the store");
     row.close_ms = start.elapsed().as_secs_f64() * 1e3;
+    row.written_bytes = storage_write_bytes() - written_before;
     row.load_peak_rss = status_bytes("VmHWM:");
     (row.index_bytes, row.index_tables) = dir_bytes(&dir.path().join("index"));
     row.log_bytes = dir_bytes(dir.path()).0;
@@ -294,7 +305,7 @@ fn mib(bytes: u64) -> String {
 /// Prints the rows side by side: one column per size.
 fn print_table(rows: &[Row]) {
     type Cell = fn(&Row) -> String;
-    let lines: [(&str, Cell); 21] = [
+    let lines: [(&str, Cell); 22] = [
         ("load events/s", |row| format!("{:.0}", row.load_events_per_s)),
         ("load time s", |row| format!("{:.1}", row.load_seconds)),
         ("load append p99 ms", |row| format!("{:.2}", row.load_append_p99_ms)),
@@ -316,16 +327,17 @@ fn print_table(rows: &[Row]) {
         ("index bytes on disk MiB", |row| mib(row.index_bytes)),
         ("index tables", |row| row.index_tables.to_string()),
         ("log + index bytes MiB", |row| mib(row.log_bytes + row.index_bytes)),
+        ("written by load, lone appends, close MiB", |row| mib(row.written_bytes)),
         ("peak RSS of this process so far MiB", |row| mib(row.load_peak_rss)),
         ("wall time of the size s", |row| format!("{:.0}", row.wall_seconds)),
     ];
-    print!("{:<40}", "w9_scale: streams");
+    print!("{:<42}", "w9_scale: streams");
     for row in rows {
         print!("{:>14}", row.streams);
     }
     println!();
     for (label, cell) in lines {
-        print!("{label:<40}");
+        print!("{label:<42}");
         for row in rows {
             print!("{:>14}", cell(row));
         }

@@ -497,7 +497,7 @@ fn w9_one(engine: &dyn Engine, dir: &Path, streams: u64, args: &Args) -> Result<
         let loaded = run("__w9-load")?;
         (loaded, run("__w9-reopen")?)
     } else {
-        let loaded = w9::load_and_close(engine.open(dir)?, streams)?;
+        let loaded = w9::load_and_close(engine.open(dir)?, streams, false)?;
         (loaded, w9::reopen_and_read(engine, dir, streams, false)?)
     };
     let mut measurement = w9::measurement(engine.name(), streams, &loaded, &reopened);
@@ -611,7 +611,7 @@ fn child_main(command: &str, mut args: impl Iterator<Item = String>) -> Result<(
             store.close()?;
         }
         "__w9-load" => {
-            let loaded = w9::load_and_close(engine.open(&dir)?, streams)?;
+            let loaded = w9::load_and_close(engine.open(&dir)?, streams, true)?;
             println!("RESULT {loaded}");
         }
         "__w9-reopen" => {

@@ -381,7 +381,7 @@ struct W9Row {
 
 const MIB: f64 = (1 << 20) as f64;
 
-const W9_ROWS: [W9Row; 15] = [
+const W9_ROWS: [W9Row; 16] = [
     W9Row { field: None, label: "load", unit: "events/s", better: Better::Higher, divisor: 1.0 },
     W9Row {
         field: Some("load_append_p99_ms"),
@@ -420,6 +420,13 @@ const W9_ROWS: [W9Row; 15] = [
     },
     W9Row { field: Some("index_bytes"), label: "index on disk", unit: "MiB", better: Better::Lower, divisor: MIB },
     W9Row { field: Some("disk_bytes"), label: "store on disk", unit: "MiB", better: Better::Lower, divisor: MIB },
+    W9Row {
+        field: Some("written_bytes"),
+        label: "written by load, lone appends, close",
+        unit: "MiB",
+        better: Better::Lower,
+        divisor: MIB,
+    },
     W9Row {
         field: Some("rss_after_reads_bytes"),
         label: "RSS after the 1,000 reads",

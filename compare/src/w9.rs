@@ -56,8 +56,19 @@ fn percentile_ms(sorted: &[Duration], percent: usize) -> f64 {
     sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)].as_secs_f64() * 1e3
 }
 
+/// Bytes this process (every thread) has had sent to the storage layer so far: `write_bytes` of
+/// `/proc/self/io`, counted when pages are dirtied, so it includes writes still in the page cache.
+fn storage_write_bytes() -> Result<u64> {
+    let io = std::fs::read_to_string("/proc/self/io")?;
+    let line =
+        io.lines().find_map(|line| line.strip_prefix("write_bytes:")).ok_or("no write_bytes in /proc/self/io")?;
+    Ok(line.trim().parse()?)
+}
+
 /// Phases 1–3 on an open store: the load, the lone appends, and the close. Returns their figures as JSON.
-pub fn load_and_close(store: Box<dyn Store>, streams: u64) -> Result<Value> {
+/// `own_process`: the engine runs in this process (not a server), so its writes to storage can be counted.
+pub fn load_and_close(store: Box<dyn Store>, streams: u64, own_process: bool) -> Result<Value> {
+    let written_before = storage_write_bytes()?;
     let mut source = EventSource::new(SEED ^ 9);
     let mut writer = store.writer()?;
     let mut latencies = Vec::with_capacity(streams.div_ceil(STREAMS_PER_APPEND) as usize);
@@ -90,7 +101,8 @@ pub fn load_and_close(store: Box<dyn Store>, streams: u64) -> Result<Value> {
     let begun = Instant::now();
     store.close()?;
     let close_ms = begun.elapsed().as_secs_f64() * 1e3;
-    Ok(json!({
+    let written = storage_write_bytes()? - written_before;
+    let mut result = json!({
         "load_events_per_s": (streams * EVENTS_PER_STREAM) as f64 / load_seconds,
         "load_s": load_seconds,
         "load_append_p99_ms": percentile_ms(&latencies, 99),
@@ -99,7 +111,11 @@ pub fn load_and_close(store: Box<dyn Store>, streams: u64) -> Result<Value> {
         "lone_p99_ms": percentile_ms(&lone, 99),
         "lone_max_ms": percentile_ms(&lone, 100),
         "close_ms": close_ms,
-    }))
+    });
+    if own_process {
+        result["written_bytes"] = written.into();
+    }
+    Ok(result)
 }
 
 /// Phase 4: open, read a random stream's first event, measure, then read 1,000 random streams whole and
@@ -171,7 +187,7 @@ pub fn measurement(engine: &str, streams: u64, loaded: &Value, reopened: &Value)
 }
 
 /// Every figure a W9 measurement may carry besides its headline, with a static name for `Measurement::extra`.
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     "load_s",
     "load_append_p99_ms",
     "load_append_max_ms",
@@ -188,4 +204,5 @@ const FIELDS: [&str; 16] = [
     "rss_growth_bytes",
     "rss_after_reads_bytes",
     "rss_file_after_reads_bytes",
+    "written_bytes",
 ];
