@@ -422,7 +422,7 @@ const W9_ROWS: [W9Row; 16] = [
     W9Row { field: Some("disk_bytes"), label: "store on disk", unit: "MiB", better: Better::Lower, divisor: MIB },
     W9Row {
         field: Some("written_bytes"),
-        label: "written by load, lone appends, close",
+        label: "written (write calls) by load, lone appends, close",
         unit: "MiB",
         better: Better::Lower,
         divisor: MIB,

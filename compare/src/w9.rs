@@ -56,19 +56,20 @@ fn percentile_ms(sorted: &[Duration], percent: usize) -> f64 {
     sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)].as_secs_f64() * 1e3
 }
 
-/// Bytes this process (every thread) has had sent to the storage layer so far: `write_bytes` of
-/// `/proc/self/io`, counted when pages are dirtied, so it includes writes still in the page cache.
-fn storage_write_bytes() -> Result<u64> {
+/// Bytes this process (every thread) has passed to `write`-family system calls so far: `wchar` of
+/// `/proc/self/io`. Not `write_bytes`: that counts whole page-cache folios as they turn dirty, and on kernels
+/// with large folios a small synced append re-dirties up to 2 MiB, which made annals' count 1.7 times what
+/// its system calls wrote (measured with strace at 10,000,000 streams).
+fn bytes_written() -> Result<u64> {
     let io = std::fs::read_to_string("/proc/self/io")?;
-    let line =
-        io.lines().find_map(|line| line.strip_prefix("write_bytes:")).ok_or("no write_bytes in /proc/self/io")?;
+    let line = io.lines().find_map(|line| line.strip_prefix("wchar:")).ok_or("no wchar in /proc/self/io")?;
     Ok(line.trim().parse()?)
 }
 
 /// Phases 1–3 on an open store: the load, the lone appends, and the close. Returns their figures as JSON.
 /// `own_process`: the engine runs in this process (not a server), so its writes to storage can be counted.
 pub fn load_and_close(store: Box<dyn Store>, streams: u64, own_process: bool) -> Result<Value> {
-    let written_before = storage_write_bytes()?;
+    let written_before = bytes_written()?;
     let mut source = EventSource::new(SEED ^ 9);
     let mut writer = store.writer()?;
     let mut latencies = Vec::with_capacity(streams.div_ceil(STREAMS_PER_APPEND) as usize);
@@ -101,7 +102,7 @@ pub fn load_and_close(store: Box<dyn Store>, streams: u64, own_process: bool) ->
     let begun = Instant::now();
     store.close()?;
     let close_ms = begun.elapsed().as_secs_f64() * 1e3;
-    let written = storage_write_bytes()? - written_before;
+    let written = bytes_written()? - written_before;
     let mut result = json!({
         "load_events_per_s": (streams * EVENTS_PER_STREAM) as f64 / load_seconds,
         "load_s": load_seconds,
