@@ -18,6 +18,7 @@
 //! ```text
 //! cargo bench --bench w9_scale                              # N = 10,000 and 10,000,000 (WORKLOADS.md)
 //! cargo bench --bench w9_scale -- --streams 10000,1000000   # any sizes
+//! cargo bench --bench w9_scale -- --streams 1000000 --reads 200000   # more reads, to profile them
 //! ```
 //!
 //! The store lives under the system temporary directory (check `df -h /tmp`: 10,000,000 streams write about
@@ -43,7 +44,7 @@ const STREAMS_PER_APPEND: u64 = 1_000;
 const PAYLOAD_BYTES: usize = 100;
 /// Payload bytes of a lone append.
 const LONE_BYTES: usize = 512 << 10;
-/// Whole-stream reads after the reopen.
+/// Whole-stream reads after the reopen (`--reads N` changes it, to profile the reads).
 const READS: usize = 1_000;
 /// The environment variable that makes this binary the reopen child; its value is the store directory.
 const CHILD_ENV: &str = "ANNALS_W9_REOPEN";
@@ -93,11 +94,12 @@ fn status_bytes(field: &str) -> u64 {
     kib * 1024
 }
 
-/// Bytes this process has had sent to the storage layer so far (`write_bytes` of `/proc/self/io`: counted
-/// when pages are dirtied, every thread included).
-fn storage_write_bytes() -> u64 {
+/// Bytes this process has passed to `write`-family system calls so far (`wchar` of `/proc/self/io`, every
+/// thread). Not `write_bytes`, which counts whole page-cache folios as they turn dirty: with large folios a
+/// small synced append re-dirties up to 2 MiB, and the count came out 1.7 times what the calls wrote.
+fn bytes_written() -> u64 {
     let io = std::fs::read_to_string("/proc/self/io").expect("reading /proc/self/io");
-    let line = io.lines().find_map(|line| line.strip_prefix("write_bytes:")).expect("write_bytes in /proc/self/io");
+    let line = io.lines().find_map(|line| line.strip_prefix("wchar:")).expect("wchar in /proc/self/io");
     line.trim().parse().expect("a number of bytes")
 }
 
@@ -140,6 +142,12 @@ struct Reopened {
     rss_after_reads: u64,
     /// Of `rss_after_reads`, pages of mapped files (segments and index tables), which the kernel can drop.
     rss_file_after_reads: u64,
+    /// Of `rss_after_reads`, pages of the mapped segments and of the mapped index tables (`/proc/self/smaps`).
+    rss_segments_after_reads: u64,
+    rss_tables_after_reads: u64,
+    /// Page faults per whole-stream read, minor (the page was in the page cache) and major (read from disk).
+    minor_faults_per_read: f64,
+    major_faults_per_read: f64,
     read_us: f64,
     read_p99_us: f64,
     read_max_us: f64,
@@ -150,14 +158,14 @@ fn run(streams: u64, shape: Shape) -> Row {
     let begun = Instant::now();
     let dir = common::scratch_dir();
     let mut row = Row { streams, ..Row::default() };
-    let written_before = storage_write_bytes();
+    let written_before = bytes_written();
     let store = Store::open_with(dir.path(), shape.options()).expect("opening the store");
     load(&store, streams, &mut row);
     lone_appends(&store, streams, shape, &mut row);
     let start = Instant::now();
     store.close().expect("closing the store");
     row.close_ms = start.elapsed().as_secs_f64() * 1e3;
-    row.written_bytes = storage_write_bytes() - written_before;
+    row.written_bytes = bytes_written() - written_before;
     row.load_peak_rss = status_bytes("VmHWM:");
     (row.index_bytes, row.index_tables) = dir_bytes(&dir.path().join("index"));
     row.log_bytes = dir_bytes(dir.path()).0;
@@ -209,10 +217,51 @@ fn lone_appends(store: &Store, streams: u64, shape: Shape, row: &mut Row) {
     row.lone_max_ms = percentile_ms(&latencies, 100);
 }
 
+/// Resident bytes of the mappings of files whose names end with `suffix` (`/proc/self/smaps`).
+fn mapped_rss(suffix: &str) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("reading /proc/self/smaps");
+    let mut in_file = false;
+    let mut bytes = 0;
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Rss:") {
+            if in_file {
+                bytes += kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("a number of kB") * 1024;
+            }
+        } else if line.split_whitespace().next().is_some_and(|range| {
+            range.split_once('-').is_some_and(|(start, _)| start.bytes().all(|b| b.is_ascii_hexdigit()))
+        }) {
+            // A mapping's header line: address range, permissions, offset, device, inode, path.
+            in_file = line.split_whitespace().nth(5).is_some_and(|path| path.ends_with(suffix));
+        }
+    }
+    bytes
+}
+
+/// Page faults of this process so far, minor and major (fields 10 and 12 of `/proc/self/stat`).
+fn page_faults() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("reading /proc/self/stat");
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("a command name").1.split_whitespace().collect();
+    let field = |n: usize| fields[n - 3].parse().expect("a number of faults");
+    (field(10), field(12))
+}
+
+/// The number of whole-stream reads: `--reads N`, else `READS`.
+fn reads() -> usize {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--reads" {
+            return args.next().and_then(|n| n.parse().ok()).expect("--reads needs a number");
+        }
+    }
+    READS
+}
+
 /// Runs this binary again as the reopen child and parses its `RESULT` line.
 fn reopen_in_child(dir: &Path, streams: u64, shape: Shape) -> Reopened {
     let output = Command::new(std::env::current_exe().expect("this binary's path"))
         .env(CHILD_ENV, dir)
+        .env("ANNALS_W9_READS", reads().to_string())
         .env("ANNALS_W9_STREAMS", streams.to_string())
         .env("ANNALS_W9_SEGMENT_BYTES", shape.segment_size_bytes.to_string())
         .stdin(Stdio::null())
@@ -234,6 +283,10 @@ fn reopen_in_child(dir: &Path, streams: u64, shape: Shape) -> Reopened {
         rss_after_open: field("rss_open") as u64,
         rss_after_reads: field("rss_reads") as u64,
         rss_file_after_reads: field("rss_file_reads") as u64,
+        rss_segments_after_reads: field("rss_seg_reads") as u64,
+        rss_tables_after_reads: field("rss_tbl_reads") as u64,
+        minor_faults_per_read: field("minflt_per_read"),
+        major_faults_per_read: field("majflt_per_read"),
         read_us: field("read_us"),
         read_p99_us: field("read_p99_us"),
         read_max_us: field("read_max_us"),
@@ -246,10 +299,11 @@ fn child(dir: &Path) {
         std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or_else(|| panic!("{name} is not set"))
     };
     let streams = number("ANNALS_W9_STREAMS");
+    let reads = number("ANNALS_W9_READS") as usize;
     let options = Options { segment_size_bytes: number("ANNALS_W9_SEGMENT_BYTES"), ..Options::default() };
     let mut rng = fastrand::Rng::with_seed(common::SEED ^ 0x9e);
     let first = stream_name(rng.u64(..streams));
-    let picks: Vec<String> = (0..READS).map(|_| stream_name(rng.u64(..streams))).collect();
+    let picks: Vec<String> = (0..reads).map(|_| stream_name(rng.u64(..streams))).collect();
     let rss_before = status_bytes("VmRSS:");
 
     let start = Instant::now();
@@ -259,7 +313,8 @@ fn child(dir: &Path) {
     let open_ms = start.elapsed().as_secs_f64() * 1e3;
     let rss_open = status_bytes("VmRSS:");
 
-    let mut times = Vec::with_capacity(READS);
+    let mut times = Vec::with_capacity(reads);
+    let faults_before = page_faults();
     for stream in &picks {
         let start = Instant::now();
         let mut events = 0;
@@ -270,13 +325,19 @@ fn child(dir: &Path) {
         times.push(start.elapsed());
         assert_eq!(events, EVENTS_PER_STREAM, "{stream} holds {events} events");
     }
-    let read_us = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / READS as f64;
+    let read_us = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / reads as f64;
+    let faults = page_faults();
+    let (minflt, majflt) = (faults.0 - faults_before.0, faults.1 - faults_before.1);
     let (rss_reads, rss_file_reads) = (status_bytes("VmRSS:"), status_bytes("RssFile:"));
+    let (rss_seg_reads, rss_tbl_reads) = (mapped_rss(".seg"), mapped_rss(".tbl"));
     times.sort_unstable();
     store.close().expect("closing the reopened store");
     println!(
         "RESULT open_ms={open_ms} rss_before={rss_before} rss_open={rss_open} rss_reads={rss_reads} \
-         rss_file_reads={rss_file_reads} read_us={read_us} read_p99_us={} read_max_us={}",
+         rss_file_reads={rss_file_reads} rss_seg_reads={rss_seg_reads} rss_tbl_reads={rss_tbl_reads} \
+         minflt_per_read={} majflt_per_read={} read_us={read_us} read_p99_us={} read_max_us={}",
+        minflt as f64 / reads as f64,
+        majflt as f64 / reads as f64,
         percentile_ms(&times, 99) * 1e3,
         percentile_ms(&times, 100) * 1e3
     );
@@ -305,7 +366,7 @@ fn mib(bytes: u64) -> String {
 /// Prints the rows side by side: one column per size.
 fn print_table(rows: &[Row]) {
     type Cell = fn(&Row) -> String;
-    let lines: [(&str, Cell); 22] = [
+    let lines: [(&str, Cell); 26] = [
         ("load events/s", |row| format!("{:.0}", row.load_events_per_s)),
         ("load time s", |row| format!("{:.1}", row.load_seconds)),
         ("load append p99 ms", |row| format!("{:.2}", row.load_append_p99_ms)),
@@ -319,11 +380,15 @@ fn print_table(rows: &[Row]) {
         ("  growth over the child's baseline MiB", |row| {
             mib(row.reopen.rss_after_open.saturating_sub(row.reopen.rss_before_open))
         }),
-        ("RSS after the 1,000 reads MiB", |row| mib(row.reopen.rss_after_reads)),
+        ("RSS after the reads MiB", |row| mib(row.reopen.rss_after_reads)),
         ("  of which mapped files MiB", |row| mib(row.reopen.rss_file_after_reads)),
+        ("    segments MiB", |row| mib(row.reopen.rss_segments_after_reads)),
+        ("    index tables MiB", |row| mib(row.reopen.rss_tables_after_reads)),
         ("random stream read µs", |row| format!("{:.1}", row.reopen.read_us)),
         ("  p99 µs", |row| format!("{:.1}", row.reopen.read_p99_us)),
         ("  max µs", |row| format!("{:.0}", row.reopen.read_max_us)),
+        ("  minor page faults per read", |row| format!("{:.1}", row.reopen.minor_faults_per_read)),
+        ("  major page faults per read", |row| format!("{:.2}", row.reopen.major_faults_per_read)),
         ("index bytes on disk MiB", |row| mib(row.index_bytes)),
         ("index tables", |row| row.index_tables.to_string()),
         ("log + index bytes MiB", |row| mib(row.log_bytes + row.index_bytes)),
