@@ -19,6 +19,7 @@
 //! cargo bench --bench w9_scale                              # N = 10,000 and 10,000,000 (WORKLOADS.md)
 //! cargo bench --bench w9_scale -- --streams 10000,1000000   # any sizes
 //! cargo bench --bench w9_scale -- --streams 1000000 --reads 200000   # more reads, to profile them
+//! cargo bench --bench w9_scale -- --streams 1000000 --again 100      # reads of mapped pages, to profile
 //! ```
 //!
 //! The store lives under the system temporary directory (check `df -h /tmp`: 10,000,000 streams write about
@@ -151,6 +152,8 @@ struct Reopened {
     read_us: f64,
     read_p99_us: f64,
     read_max_us: f64,
+    /// The same streams read again: what a read costs once the pages it touches are mapped.
+    read_again_us: f64,
 }
 
 /// Loads N streams, runs the lone appends and closes, in this process; then the reopen in a child.
@@ -257,11 +260,24 @@ fn reads() -> usize {
     READS
 }
 
+/// How many times the reads are repeated after the first pass: `--again N`, else 1. More passes make a
+/// profile of the reopen child show what a read costs once its pages are mapped.
+fn passes_again() -> usize {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--again" {
+            return args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--again needs a number > 0");
+        }
+    }
+    1
+}
+
 /// Runs this binary again as the reopen child and parses its `RESULT` line.
 fn reopen_in_child(dir: &Path, streams: u64, shape: Shape) -> Reopened {
     let output = Command::new(std::env::current_exe().expect("this binary's path"))
         .env(CHILD_ENV, dir)
         .env("ANNALS_W9_READS", reads().to_string())
+        .env("ANNALS_W9_AGAIN", passes_again().to_string())
         .env("ANNALS_W9_STREAMS", streams.to_string())
         .env("ANNALS_W9_SEGMENT_BYTES", shape.segment_size_bytes.to_string())
         .stdin(Stdio::null())
@@ -290,6 +306,7 @@ fn reopen_in_child(dir: &Path, streams: u64, shape: Shape) -> Reopened {
         read_us: field("read_us"),
         read_p99_us: field("read_p99_us"),
         read_max_us: field("read_max_us"),
+        read_again_us: field("read_again_us"),
     }
 }
 
@@ -300,6 +317,7 @@ fn child(dir: &Path) {
     };
     let streams = number("ANNALS_W9_STREAMS");
     let reads = number("ANNALS_W9_READS") as usize;
+    let again = number("ANNALS_W9_AGAIN") as usize;
     let options = Options { segment_size_bytes: number("ANNALS_W9_SEGMENT_BYTES"), ..Options::default() };
     let mut rng = fastrand::Rng::with_seed(common::SEED ^ 0x9e);
     let first = stream_name(rng.u64(..streams));
@@ -330,12 +348,19 @@ fn child(dir: &Path) {
     let (minflt, majflt) = (faults.0 - faults_before.0, faults.1 - faults_before.1);
     let (rss_reads, rss_file_reads) = (status_bytes("VmRSS:"), status_bytes("RssFile:"));
     let (rss_seg_reads, rss_tbl_reads) = (mapped_rss(".seg"), mapped_rss(".tbl"));
+    let start = Instant::now();
+    for stream in (0..again).flat_map(|_| &picks) {
+        for event in store.read_stream(stream, 0).expect("read_stream") {
+            std::hint::black_box(common::touch(event.expect("a second read").data()));
+        }
+    }
+    let read_again_us = start.elapsed().as_secs_f64() * 1e6 / (reads * again) as f64;
     times.sort_unstable();
     store.close().expect("closing the reopened store");
     println!(
         "RESULT open_ms={open_ms} rss_before={rss_before} rss_open={rss_open} rss_reads={rss_reads} \
          rss_file_reads={rss_file_reads} rss_seg_reads={rss_seg_reads} rss_tbl_reads={rss_tbl_reads} \
-         minflt_per_read={} majflt_per_read={} read_us={read_us} read_p99_us={} read_max_us={}",
+         minflt_per_read={} majflt_per_read={} read_again_us={read_again_us} read_us={read_us} read_p99_us={} read_max_us={}",
         minflt as f64 / reads as f64,
         majflt as f64 / reads as f64,
         percentile_ms(&times, 99) * 1e3,
@@ -366,7 +391,7 @@ fn mib(bytes: u64) -> String {
 /// Prints the rows side by side: one column per size.
 fn print_table(rows: &[Row]) {
     type Cell = fn(&Row) -> String;
-    let lines: [(&str, Cell); 26] = [
+    let lines: [(&str, Cell); 27] = [
         ("load events/s", |row| format!("{:.0}", row.load_events_per_s)),
         ("load time s", |row| format!("{:.1}", row.load_seconds)),
         ("load append p99 ms", |row| format!("{:.2}", row.load_append_p99_ms)),
@@ -387,6 +412,7 @@ fn print_table(rows: &[Row]) {
         ("random stream read µs", |row| format!("{:.1}", row.reopen.read_us)),
         ("  p99 µs", |row| format!("{:.1}", row.reopen.read_p99_us)),
         ("  max µs", |row| format!("{:.0}", row.reopen.read_max_us)),
+        ("  the same streams again µs", |row| format!("{:.1}", row.reopen.read_again_us)),
         ("  minor page faults per read", |row| format!("{:.1}", row.reopen.minor_faults_per_read)),
         ("  major page faults per read", |row| format!("{:.2}", row.reopen.major_faults_per_read)),
         ("index bytes on disk MiB", |row| mib(row.index_bytes)),
