@@ -253,7 +253,8 @@ pub struct Options {
     /// Most segments kept mapped at once; the least recently used are unmapped and mapped again on demand. A
     /// segment a reader still holds (an iterator, or a `Bytes` payload) stays mapped until it lets go, and so
     /// does the active segment, which the writer holds. Segments hold no file descriptor, so open files do not
-    /// grow with the log. At least 1. Default 64.
+    /// grow with the log. At least 1. Default 1,024 (64 GiB of default-sized segments; each mapping is one of the
+    /// process's `vm.max_map_count` areas, 65,530 by default).
     pub open_segments_max: usize,
     /// Memory for the index's cache of stream heads (last offset and record of recently appended streams),
     /// in bytes. Besides it the index keeps in memory only the entries of the last segment (written out at each
@@ -278,7 +279,7 @@ impl Default for Options {
             durability: Durability::SyncData,
             event_size_bytes_max: 16 << 20,
             batch_bytes_max: 4 << 20,
-            open_segments_max: 64,
+            open_segments_max: 1024,
             index_cache_bytes_max: 32 << 20,
             category_separator: '-',
             fault_injector: None,

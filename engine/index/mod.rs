@@ -158,12 +158,20 @@ impl Index {
         if access == Access::ReadOnly {
             return Ok((index, resume, opened));
         }
+        // Two threads: one writes frozen memtables out, the other merges tables. A merge of large tables takes
+        // seconds; the writer must never wait for one (it waits only for the flusher, at a roll, when too many
+        // memtables are queued).
         let (worker, background) = (Arc::downgrade(&index), index.background.clone());
-        let handle = std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("annals-index".into())
-            .spawn(move || tables::work(worker, background))
+            .spawn(move || tables::flush_work(worker, background))
             .map_err(|err| Error::io("starting the index thread", err))?;
-        *index.background.handle.lock() = Some(handle);
+        let (worker, background) = (Arc::downgrade(&index), index.background.clone());
+        let merger = std::thread::Builder::new()
+            .name("annals-merge".into())
+            .spawn(move || tables::merge_work(worker, background))
+            .map_err(|err| Error::io("starting the index merge thread", err))?;
+        index.background.handles.lock().extend([flusher, merger]);
         Ok((index, resume, opened))
     }
 
@@ -256,9 +264,10 @@ impl Index {
             jobs.failure = None;
         }
         self.background.wake();
-        if let Some(handle) = self.background.handle.lock().take() {
+        let handles = std::mem::take(&mut *self.background.handles.lock());
+        for handle in handles {
             if handle.join().is_err() {
-                return Err(Error::io("closing the index", std::io::Error::other("the index thread panicked")));
+                return Err(Error::io("closing the index", std::io::Error::other("an index thread panicked")));
             }
         }
         match self.background.jobs.lock().failure.take() {
@@ -679,22 +688,23 @@ impl HeadCache {
     }
 }
 
-/// The background thread's queue: it writes frozen memtables out and merges tables.
+/// The background threads' queue: one writes frozen memtables out, the other merges tables.
 #[derive(Default)]
 struct Background {
     jobs: Mutex<Jobs>,
-    /// Wakes the thread.
+    /// Wakes the threads.
     ready: Condvar,
-    /// Signals that a frozen memtable was written (or the thread stopped).
+    /// Signals that a frozen memtable was written (or the flusher stopped).
     done: Condvar,
-    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The flusher's and the merger's.
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
 struct Jobs {
-    /// Write every frozen memtable out, then stop (no more merges).
+    /// Write every frozen memtable out, then stop; stop merging.
     stopping: bool,
-    /// The thread has stopped.
+    /// The flusher has stopped.
     stopped: bool,
     /// The last failure to write a table; the memtable stays frozen (and in use) and is tried again.
     failure: Option<Error>,

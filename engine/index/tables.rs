@@ -215,9 +215,9 @@ fn first_record_matches(table: &Table, log: &Log, io: &Io) -> Result<bool> {
 // ---------------------------------------------------------------------------------------------------------
 // The background thread.
 
-/// The thread's body: writes frozen memtables out (oldest first), merges tables when a tier fills, and stops
-/// once the index is closing (after writing every frozen memtable) or gone.
-pub fn work(index: Weak<Index>, background: Arc<Background>) {
+/// The flusher's body: writes frozen memtables out (oldest first) and stops once the index is closing (after
+/// writing every frozen memtable) or gone. A failed write is retried every second.
+pub fn flush_work(index: Weak<Index>, background: Arc<Background>) {
     loop {
         let Some(strong) = index.upgrade() else { return };
         let oldest_frozen = strong.state.read().frozen.first().cloned();
@@ -238,17 +238,40 @@ pub fn work(index: Weak<Index>, background: Arc<Background>) {
                     continue;
                 }
             }
+            // A new table: the merger may have work.
             background.done.notify_all();
+            background.ready.notify_all();
             continue;
         }
+        let mut jobs = background.jobs.lock();
+        if jobs.stopping {
+            jobs.stopped = true;
+            background.done.notify_all();
+            return;
+        }
+        drop(strong);
+        if strong_frozen_is_empty(&index) {
+            background.ready.wait_for(&mut jobs, Duration::from_secs(5));
+        }
+    }
+}
+
+/// Whether the index (if it still exists) has no frozen memtable waiting.
+fn strong_frozen_is_empty(index: &Weak<Index>) -> bool {
+    index.upgrade().is_none_or(|index| index.state.read().frozen.is_empty())
+}
+
+/// The merger's body: merges the newest run of `MERGE_WIDTH` tables of one tier whenever there is one, and stops
+/// once the index is closing or gone (a merge in progress is abandoned: its inputs stay as they are).
+pub fn merge_work(index: Weak<Index>, background: Arc<Background>) {
+    loop {
+        let Some(strong) = index.upgrade() else { return };
         let tables = strong.state.read().tables.clone();
         let candidate = merge_candidate(&tables);
         drop(tables);
         {
             let mut jobs = background.jobs.lock();
             if jobs.stopping {
-                jobs.stopped = true;
-                background.done.notify_all();
                 return;
             }
             if candidate.is_none() {
@@ -277,7 +300,7 @@ fn flush(index: &Index, memtable: &Arc<Memtable>) -> Result<()> {
     let path = table::write(&index.io, &index.dir, &meta, memtable.stream_count() as u64, contents)?;
     let table = Arc::new(Table::open(&path)?);
     let mut state = index.state.write();
-    assert!(Arc::ptr_eq(&state.frozen[0], memtable), "only this thread removes frozen memtables");
+    assert!(Arc::ptr_eq(&state.frozen[0], memtable), "only the flusher removes frozen memtables");
     state.frozen.remove(0);
     state.tables.push(table);
     Ok(())
@@ -340,7 +363,7 @@ fn merge(index: &Index, background: &Background, range: std::ops::Range<usize>) 
         let mut state = index.state.write();
         assert!(
             state.tables[range.clone()].iter().zip(&inputs).all(|(now, input)| Arc::ptr_eq(now, input)),
-            "only this thread replaces tables"
+            "the flusher only appends tables, and only the merger replaces them"
         );
         state.tables.splice(range, [merged]);
     }
