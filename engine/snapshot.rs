@@ -55,7 +55,7 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 pub const SNAPSHOTS_KEPT_DEFAULT: usize = 3;
 
 /// Subdirectory of the store directory that holds the snapshots.
-const SNAPSHOTS_DIR: &str = "snapshots";
+pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 const SNAPSHOT_SUFFIX: &str = ".snap";
 /// Decimal digits of the offset in a snapshot file name (enough for `u64::MAX`, so names sort by offset).
 const OFFSET_DIGITS: usize = 20;

@@ -3,6 +3,7 @@
 //! (`writer`), opening and recovering the log (`recovery`), `verify`, and
 //! the I/O layer every write goes through (`io`).
 
+pub(crate) mod backup;
 pub(crate) mod follow;
 pub(crate) mod frame;
 pub(crate) mod head;
