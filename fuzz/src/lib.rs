@@ -4,13 +4,14 @@
 //! same code also serves the seed generator (`examples/make_seeds.rs`) and can be stepped through without
 //! libFuzzer.
 //!
-//! The byte layouts written here (frames, segment headers, checkpoints) are re-implemented from
+//! The byte layouts written here (frames, segment headers, index tables) are re-implemented from
 //! `format-spec.md` / the engine's module docs on purpose: the fuzz targets craft files the engine never
-//! writes (bad CRCs, impossible positions, duplicated streams), which the engine's encoders can not produce.
+//! writes (bad CRCs, impossible positions, tables that do not match the log), which the engine's encoders can not produce.
 
 pub mod directory;
 pub mod format;
 pub mod model;
+pub mod table;
 
 use std::path::PathBuf;
 
