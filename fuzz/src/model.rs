@@ -1,5 +1,8 @@
 //! The `operations_vs_model` target: a sequence of operations (decoded with `arbitrary`) runs against the real
-//! store (4 KiB segments, so that rolls are frequent) and against an in-memory model; every result must match.
+//! store (4 KiB segments, so that rolls are frequent and every roll writes an index table) and against an
+//! in-memory model; every result must match. Reads cover streams (both ways), the whole log, categories and
+//! event types; reopens cover a clean close, the index deleted, a damaged table header, a damaged table page
+//! (which `Store::verify` must name), another category separator, and garbage past the log's end.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +12,7 @@ use annals::{
 };
 use arbitrary::Arbitrary;
 
-use crate::format::{self, SEGMENT_HEADER_LEN};
+use crate::format::{self, INDEX_DIR, PAGE_BYTES, SEGMENT_HEADER_LEN};
 
 /// Segment size of the store under test.
 pub const SEGMENT_SIZE: u64 = 4096;
@@ -37,6 +40,23 @@ pub fn stream_name(index: u8) -> String {
         7 => "bad\nname".into(),
         8 => long_name('y', annals::STREAM_NAME_BYTES_MAX + 1),
         _ => "s3".into(),
+    }
+}
+
+/// Categories to read: those of the streams above (with either separator), and some that hold nothing.
+pub fn category_name(index: u8) -> String {
+    match index % 11 {
+        0 => "s0".into(),
+        1 => "s1".into(),
+        2 => "s2".into(),
+        3 => "s3".into(),
+        4 => "account".into(),
+        5 => "account-42".into(),
+        6 => "ünïcödé".into(),
+        7 => "ünïcödé-stream".into(),
+        8 => long_name('x', annals::STREAM_NAME_BYTES_MAX),
+        9 => "missing".into(),
+        _ => String::new(),
     }
 }
 
@@ -125,15 +145,32 @@ pub enum Op {
     ReadAll {
         from: u16,
     },
-    /// Close and reopen, with another index interval if given.
-    Reopen {
-        interval: Option<u8>,
+    ReadCategory {
+        category: u8,
+        from: u16,
     },
-    /// Close, delete `index.ckpt`, reopen.
-    ReopenWithoutCheckpoint,
-    /// Close, flip a byte of `index.ckpt` (the CRC must catch it), reopen.
-    DamageCheckpoint {
+    ReadEventType {
+        event_type: u8,
+        from: u16,
+    },
+    /// Close and reopen; with the other category separator (`-` or `.`) if asked, which rebuilds the index.
+    Reopen {
+        other_separator: bool,
+    },
+    /// Close, delete `index/`, reopen: the index is rebuilt from the log.
+    ReopenWithoutIndex,
+    /// Close, flip a byte of a table's header page (its CRC must catch it), reopen: that table and the ones
+    /// after it are rebuilt.
+    DamageTableHeader {
+        table: u8,
         at: u16,
+        xor: u8,
+    },
+    /// Close, flip a byte of a table's other pages, reopen: `verify` must name the table; then close, delete
+    /// it, and reopen: the log after the tables before it is replayed.
+    DamageTablePage {
+        table: u8,
+        at: u32,
         xor: u8,
     },
     /// Close, overwrite bytes past the last frame of the last segment, reopen: the tail is cut, nothing lost.
@@ -145,7 +182,8 @@ pub enum Op {
 
 #[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
 pub struct Input {
-    pub interval: u8,
+    /// A head cache of 200 bytes (a stream or two), so that heads come from the tables.
+    pub small_cache: bool,
     pub buffered: bool,
     pub collide: bool,
     pub ops: Vec<Op>,
@@ -292,7 +330,8 @@ fn collect(iter: impl Iterator<Item = annals::Result<RecordedEvent>>, what: &str
 
 struct Harness {
     dir: tempfile::TempDir,
-    interval: u32,
+    separator: char,
+    small_cache: bool,
     buffered: bool,
     collide: bool,
     store: Option<Store>,
@@ -303,7 +342,8 @@ impl Harness {
     fn options(&self) -> Options {
         Options {
             segment_size_bytes: SEGMENT_SIZE,
-            index_interval_events: self.interval,
+            category_separator: self.separator,
+            index_cache_bytes_max: if self.small_cache { 200 } else { Options::default().index_cache_bytes_max },
             durability: if self.buffered {
                 Durability::Buffer { flush_interval: std::time::Duration::from_millis(1) }
             } else {
@@ -323,16 +363,82 @@ impl Harness {
         store.close().expect("close");
     }
 
-    /// Opens the store and checks what recovery says. `checkpoint`: whether a usable checkpoint is expected.
-    fn open(&mut self, checkpoint: bool) {
+    /// Opens the store and checks what recovery says, then every head and `verify`.
+    fn open(&mut self, expect: Reopened) {
         let store = Store::open_with(self.dir.path(), self.options()).expect("reopening a cleanly closed store");
         let report = store.recovery_report().clone();
-        assert_eq!(report.checkpoint_used, checkpoint, "checkpoint use on reopen: {report:?}");
+        let all = self.model.all.len() as u64;
+        match expect {
+            Reopened::FromTables => {
+                assert_eq!(report.index_rejected, None, "a table of a clean close is rejected: {report:?}");
+                assert_eq!(report.records_replayed, 0, "records replayed after a clean close: {report:?}");
+            }
+            Reopened::FromLog => {
+                assert_eq!((report.index_tables, report.records_replayed), (0, all), "without tables: {report:?}");
+            }
+            Reopened::Replayed => {
+                assert_eq!(report.index_rejected, None, "a table after a deleted one: {report:?}");
+            }
+            Reopened::Rejected { tables } => {
+                assert_eq!(report.index_rejected.is_some(), tables > 0, "a damaged or foreign table: {report:?}");
+            }
+        }
         self.store = Some(store);
         self.check_heads();
         let verified = self.store().verify().expect("verify runs");
         assert!(verified.is_ok(), "verify after reopening: {verified:?}");
-        assert_eq!(verified.records, self.model.all.len() as u64, "verify counts every record");
+        assert_eq!(verified.records, all, "verify counts every record");
+    }
+
+    /// The table files in `index/`, in position order.
+    fn tables(&self) -> Vec<std::path::PathBuf> {
+        let mut tables: Vec<_> = std::fs::read_dir(self.dir.path().join(INDEX_DIR))
+            .expect("listing index/")
+            .map(|entry| entry.expect("an entry of index/").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "tbl"))
+            .collect();
+        tables.sort();
+        tables
+    }
+
+    /// Closes, flips a byte of a table's header page, reopens: the table is rejected, the log replayed.
+    fn damage_table_header(&mut self, table: u8, at: u16, xor: u8) {
+        self.close();
+        let tables = self.tables();
+        if let Some(path) = tables.get(usize::from(table) % tables.len().max(1)) {
+            let mut bytes = std::fs::read(path).expect("reading a table");
+            bytes[usize::from(at) % PAGE_BYTES] ^= xor.max(1);
+            write_file(path, &bytes);
+        }
+        self.open(Reopened::Rejected { tables: tables.len() });
+    }
+
+    /// Closes, flips a byte past a table's header, reopens: the damage is the first problem `verify` finds,
+    /// in that table. Then closes, deletes the table, and reopens: the tables after it go too, and the log
+    /// after the ones before it is replayed.
+    fn damage_table_page(&mut self, table: u8, at: u32, xor: u8) {
+        self.close();
+        let tables = self.tables();
+        let Some(path) = tables.get(usize::from(table) % tables.len().max(1)).cloned() else {
+            return self.open(Reopened::FromTables);
+        };
+        let mut bytes = std::fs::read(&path).expect("reading a table");
+        let body = bytes.len() - PAGE_BYTES;
+        let at = PAGE_BYTES + at as usize % body;
+        bytes[at] ^= xor.max(1);
+        write_file(&path, &bytes);
+        let store =
+            Store::open_with(self.dir.path(), self.options()).expect("a damaged table page does not stop an open");
+        let verified = store.verify().expect("verify runs");
+        match &verified.problem {
+            Some(Error::Corrupt { file, .. }) => {
+                assert_eq!(file, &path, "verify names the damaged table: {verified:?}")
+            }
+            other => panic!("verify misses a damaged page of {}: {other:?}", path.display()),
+        }
+        store.close().expect("closing a store with a damaged table");
+        std::fs::remove_file(&path).expect("removing the damaged table");
+        self.open(Reopened::Replayed);
     }
 
     fn check_heads(&self) {
@@ -438,6 +544,31 @@ impl Harness {
         }
     }
 
+    /// Reads a category (`category`) or an event type: every event of it from `from` on, in position order.
+    fn read_indexed(&self, key: &str, category: bool, from: u16) {
+        let from = u64::from(from) % (self.model.all.len() as u64 + 2);
+        let separator = self.separator;
+        let (got, what) = if category {
+            (collect(self.store().read_category(key, from).expect("read_category"), "read_category"), "category")
+        } else {
+            (collect(self.store().read_event_type(key, from).expect("read_event_type"), "read_event_type"), "type")
+        };
+        let want: Vec<&ModelEvent> = self.model.all[(from as usize).min(self.model.all.len())..]
+            .iter()
+            .filter(|event| {
+                if category {
+                    event.stream.split_once(separator).map_or(event.stream.as_str(), |(c, _)| c) == key
+                } else {
+                    event.event_type == key
+                }
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "read of {what} {key:?} from {from}: length");
+        for (event, expected) in got.iter().zip(want) {
+            check_event(event, expected);
+        }
+    }
+
     /// Overwrites bytes after the last frame of the last segment. Returns false if the bytes happen to hold
     /// a valid frame at a frame boundary (then the store can not tell them from a real write, and the model
     /// no longer applies).
@@ -470,6 +601,19 @@ impl Harness {
     }
 }
 
+/// What a reopen must report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reopened {
+    /// After a clean close: every table used, nothing replayed, nothing rejected.
+    FromTables,
+    /// Without `index/`: no table, every record replayed.
+    FromLog,
+    /// A table (of these many) is damaged or was made with another separator: rejected if there was one.
+    Rejected { tables: usize },
+    /// A table was deleted: the ones after it are dropped silently, the log after the others replayed.
+    Replayed,
+}
+
 fn write_file(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("writing a store file");
 }
@@ -478,7 +622,8 @@ fn write_file(path: &Path, bytes: &[u8]) {
 pub fn run(input: &Input) {
     let mut harness = Harness {
         dir: crate::tempdir(),
-        interval: 1 + u32::from(input.interval % 8),
+        separator: '-',
+        small_cache: input.small_cache,
         buffered: input.buffered,
         collide: input.collide,
         store: None,
@@ -493,42 +638,39 @@ pub fn run(input: &Input) {
             Op::ReadStream { stream, from } => harness.read_stream(*stream, *from),
             Op::ReadStreamBackwards { stream, from } => harness.read_stream_backwards(*stream, *from),
             Op::ReadAll { from } => harness.read_all(*from),
-            Op::Reopen { interval } => {
+            Op::ReadCategory { category, from } => harness.read_indexed(&category_name(*category), true, *from),
+            Op::ReadEventType { event_type: index, from } => harness.read_indexed(&event_type(*index), false, *from),
+            Op::Reopen { other_separator } => {
                 harness.close();
-                let before = harness.interval;
-                if let Some(interval) = interval {
-                    harness.interval = 1 + u32::from(interval % 8);
+                if *other_separator {
+                    harness.separator = if harness.separator == '-' { '.' } else { '-' };
+                    let tables = harness.tables().len();
+                    harness.open(Reopened::Rejected { tables });
+                } else {
+                    harness.open(Reopened::FromTables);
                 }
-                harness.open(harness.interval == before);
             }
-            Op::ReopenWithoutCheckpoint => {
+            Op::ReopenWithoutIndex => {
                 harness.close();
-                std::fs::remove_file(harness.dir.path().join(format::CHECKPOINT_FILE)).expect("removing index.ckpt");
-                harness.open(false);
+                std::fs::remove_dir_all(harness.dir.path().join(INDEX_DIR)).expect("removing index/");
+                harness.open(Reopened::FromLog);
             }
-            Op::DamageCheckpoint { at, xor } => {
-                harness.close();
-                let path = harness.dir.path().join(format::CHECKPOINT_FILE);
-                let mut bytes = std::fs::read(&path).expect("reading index.ckpt");
-                let at = usize::from(*at) % bytes.len();
-                bytes[at] ^= (*xor).max(1);
-                write_file(&path, &bytes);
-                harness.open(false);
-            }
+            Op::DamageTableHeader { table, at, xor } => harness.damage_table_header(*table, *at, *xor),
+            Op::DamageTablePage { table, at, xor } => harness.damage_table_page(*table, *at, *xor),
             Op::CorruptTail { at, bytes } => {
                 harness.close();
                 if !harness.corrupt_tail(*at, bytes) {
                     return;
                 }
-                harness.open(true);
+                harness.open(Reopened::FromTables);
             }
         }
         harness.check_heads();
     }
     // Everything must also survive a final reopen from the log alone.
     harness.close();
-    let _ = std::fs::remove_file(harness.dir.path().join(format::CHECKPOINT_FILE));
-    harness.open(false);
+    std::fs::remove_dir_all(harness.dir.path().join(INDEX_DIR)).expect("removing index/");
+    harness.open(Reopened::FromLog);
     harness.read_all(0);
     harness.close();
 }
@@ -585,7 +727,7 @@ pub mod encode {
     }
 
     fn op(out: &mut Vec<u8>, op: &Op) {
-        const COUNT: u64 = 9;
+        const COUNT: u64 = 12;
         match op {
             Op::Append(p) => {
                 variant(out, 0, COUNT);
@@ -611,21 +753,35 @@ pub mod encode {
                 variant(out, 4, COUNT);
                 out.extend_from_slice(&from.to_le_bytes());
             }
-            Op::Reopen { interval } => {
+            Op::ReadCategory { category, from } => {
                 variant(out, 5, COUNT);
-                match interval {
-                    Some(i) => out.extend_from_slice(&[1, *i]),
-                    None => out.push(0),
-                }
+                out.push(*category);
+                out.extend_from_slice(&from.to_le_bytes());
             }
-            Op::ReopenWithoutCheckpoint => variant(out, 6, COUNT),
-            Op::DamageCheckpoint { at, xor } => {
+            Op::ReadEventType { event_type, from } => {
+                variant(out, 6, COUNT);
+                out.push(*event_type);
+                out.extend_from_slice(&from.to_le_bytes());
+            }
+            Op::Reopen { other_separator } => {
                 variant(out, 7, COUNT);
+                out.push(u8::from(*other_separator));
+            }
+            Op::ReopenWithoutIndex => variant(out, 8, COUNT),
+            Op::DamageTableHeader { table, at, xor } => {
+                variant(out, 9, COUNT);
+                out.push(*table);
+                out.extend_from_slice(&at.to_le_bytes());
+                out.push(*xor);
+            }
+            Op::DamageTablePage { table, at, xor } => {
+                variant(out, 10, COUNT);
+                out.push(*table);
                 out.extend_from_slice(&at.to_le_bytes());
                 out.push(*xor);
             }
             Op::CorruptTail { at, bytes } => {
-                variant(out, 8, COUNT);
+                variant(out, 11, COUNT);
                 out.extend_from_slice(&at.to_le_bytes());
                 vec(out, bytes, |out, b| out.push(*b));
             }
@@ -634,7 +790,7 @@ pub mod encode {
 
     /// The bytes `Input::arbitrary` decodes into `input`.
     pub fn input(input: &Input) -> Vec<u8> {
-        let mut out = vec![input.interval, u8::from(input.buffered), u8::from(input.collide)];
+        let mut out = vec![u8::from(input.small_cache), u8::from(input.buffered), u8::from(input.collide)];
         vec(&mut out, &input.ops, op);
         out
     }
@@ -653,7 +809,7 @@ mod tests {
         let ev =
             |t: u8, len: u16| Ev { event_type: t, data_len: len, fill: 7, metadata: vec![1, 2], id: None, codec: 3 };
         Input {
-            interval: 2,
+            small_cache: true,
             buffered: false,
             collide: true,
             ops: vec![
@@ -665,10 +821,14 @@ mod tests {
                 Op::ReadStream { stream: 0, from: 1 },
                 Op::ReadStreamBackwards { stream: 0, from: None },
                 Op::ReadAll { from: 0 },
-                Op::Reopen { interval: Some(3) },
+                Op::ReadCategory { category: 0, from: 1 },
+                Op::ReadEventType { event_type: 2, from: 0 },
+                Op::Reopen { other_separator: true },
+                Op::ReadCategory { category: 5, from: 0 },
                 Op::CorruptTail { at: 5, bytes: vec![0xff; 9] },
-                Op::DamageCheckpoint { at: 9, xor: 1 },
-                Op::ReopenWithoutCheckpoint,
+                Op::DamageTableHeader { table: 1, at: 9, xor: 1 },
+                Op::DamageTablePage { table: 0, at: 9000, xor: 1 },
+                Op::ReopenWithoutIndex,
             ],
         }
     }
