@@ -279,3 +279,87 @@ fn transaction_marker_u32_max_after_a_pending_record() {
     assert!(store.recovery_report().tail_bytes_cut > 0);
     store.close().unwrap();
 }
+
+/// An index table as the engine's `engine/index/table.rs` lays it out, with every section empty but the
+/// bloom filter (one zero block: no stream is in it): just enough for the checks an open makes of a table
+/// (header CRC, magic, version, page size, a range matching the file name, sections that fit the file, and
+/// the last record against the log).
+fn write_minimal_table(dir: &Path, first: u64, end: u64, end_locator: u64, last_locator: u64, last_event_id: u128) {
+    const PAGE: usize = 4096;
+    let mut header = vec![0u8; PAGE];
+    header[0..8].copy_from_slice(b"ANNALTBL");
+    header[8..12].copy_from_slice(&1u32.to_le_bytes()); // format version
+    header[12..16].copy_from_slice(&(PAGE as u32).to_le_bytes());
+    let u64s = [
+        (16, 0x5eed),                            // hash seed
+        (24, first),                             // first position
+        (32, end),                               // end position
+        (40, end_locator),                       // where replay resumes
+        (48, last_locator),                      // the record at end - 1
+        (72, 1_700_000_000_000_000_000 + first), // first timestamp
+        (80, 1_700_000_000_000_000_000 + end),   // last timestamp
+        (88, 0),                                 // new streams
+        (104, u64::MAX),                         // hash mask
+    ];
+    for (at, value) in u64s {
+        header[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    header[56..72].copy_from_slice(&last_event_id.to_be_bytes());
+    header[96..100].copy_from_slice(&u32::from('-').to_le_bytes()); // category separator
+    header[100..104].copy_from_slice(&64u32.to_le_bytes()); // position interval
+                                                            // Nine sections (streams, their fences, categories, fences, event types, fences, positions, fences,
+                                                            // bloom): (first page, entries); the empty ones start where the bloom filter's one page does.
+    for section in 0..9 {
+        let at = 112 + section * 16;
+        header[at..at + 8].copy_from_slice(&1u64.to_le_bytes());
+        header[at + 8..at + 16].copy_from_slice(&u64::from(section == 8).to_le_bytes());
+    }
+    let mut bytes = header;
+    bytes.resize(2 * PAGE, 0);
+    for page in bytes.chunks_exact_mut(PAGE) {
+        let crc = crc32fast::hash(&page[..PAGE - 4]);
+        page[PAGE - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+    let index = dir.join("index");
+    std::fs::create_dir_all(&index).unwrap();
+    std::fs::write(index.join(format!("{first:020}-{end:020}.tbl")), bytes).unwrap();
+}
+
+/// open_directory (the persistent index): crash 1 again, through an index table instead of the checkpoint:
+/// `assertion failed: bases.last().is_none_or(|&last| last <= segment.base_position())` in `Log::push`
+/// (`engine/log/mod.rs`), on the writer thread, at the first segment roll after open. Found while rewriting
+/// the target for tables (its harness test `a_table_ending_in_a_segment_whose_base_is_beyond_its_positions`);
+/// `checkpoint_end_segment_with_a_base_beyond_its_positions` above no longer reaches it, because the checkpoint
+/// is ignored now.
+///
+/// Segment 1's header (and name) claims base position 1000 while its records are positions 1 and 2. A table
+/// covering positions 0..3 passes `check_against_log` (`engine/index/tables.rs`): its last record is where it
+/// says, with the position and id it says, and its end follows it. Nothing compares the base of that record's
+/// segment with the record's position (the checkpoint's check 10 did, `format-spec.md` §6.3), and replay starts
+/// inside segment 1, so segment 1's base is never compared with the positions it holds. The writer resumes at
+/// position 3 and, when segment 1 fills, creates segment 2 with base 3 < 1000: the assertion in `Log::push`
+/// panics on the writer thread, which takes the store down (appends get `Closed`, `close` fails).
+#[test]
+fn table_ending_in_a_segment_with_a_base_beyond_its_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let f0 = frame(0, "a", 0, NO_PREV, b"zero");
+    let at1 = SEGMENT_HEADER_LEN;
+    let f1 = frame(1, "a", 1, locator(0, SEGMENT_HEADER_LEN), b"one");
+    let at2 = at1 + f1.len();
+    let f2 = frame(2, "a", 2, locator(1, at1), b"two");
+    let end = at2 + f2.len();
+    write_segment(dir.path(), 0, 0, 4096, &[f0]);
+    write_segment(dir.path(), 1000, 1, 4096, &[f1, f2]);
+    // `frame` gives the record at position p the event id p + 1.
+    write_minimal_table(dir.path(), 0, 3, locator(1, end), locator(1, at2), 3);
+
+    match Store::open_with(dir.path(), options()) {
+        // Rejecting the table (the log is then replayed from 0, and segment 1's base is wrong) is a fix.
+        Err(Error::Corrupt { .. }) => {}
+        Err(err) => panic!("open failed with {err:?}"),
+        Ok(store) => {
+            append_until_roll(&store, "b", 3, 2000);
+            store.close().expect("close after the roll");
+        }
+    }
+}
