@@ -187,6 +187,15 @@ fn check_against_log(
     if frame.header.position.checked_add(1) != Some(meta.end_position) || frame.header.event_id != meta.last_event_id {
         return Ok(Err("its last record is another record of the log".into()));
     }
+    // Replay resumes inside this segment without reading its start, so nothing else compares its base with
+    // the positions it holds: a base beyond them would make the writer's next roll go backwards.
+    if segment.base_position() > frame.header.position {
+        return Ok(Err(format!(
+            "its last record (position {}) lies in a segment that starts at position {}",
+            frame.header.position,
+            segment.base_position()
+        )));
+    }
     let after = locator(ordinal, at + frame.stride() as u32);
     let rolled = meta.end_locator == locator(ordinal + 1, SEGMENT_HEADER_LEN as u32)
         && log.base(ordinal + 1) == Some(meta.end_position);
