@@ -51,8 +51,9 @@
 //!   of another log, or with a damaged header never stop the open: the store holds exactly the log's events,
 //!   uses exactly the tables of the cover `engine/index/tables.rs` describes (from position 0, at each start
 //!   the table reaching furthest, up to the first one that does not check out), and replays the rest;
-//! - a table with a damaged page (stale CRC) is used, reads through it may fail with `Corrupt`, every event
-//!   they yield is exact, and `Store::verify` reports it;
+//! - a table with a damaged page (stale CRC) is used: the open (whose replay reads the tables) or reads
+//!   through that page may fail with `Corrupt` naming the table, every event reads yield is exact, and
+//!   `Store::verify` reports it;
 //! - a forged table (edited with its CRCs rewritten) may make the open or reads fail with `Corrupt`, but every
 //!   event a read yields is still exact.
 //!
@@ -1507,8 +1508,16 @@ pub fn run(data: &[u8]) {
     match Store::open_with(dir.path(), options(&built)) {
         Ok(store) => check_open_store(store, &built, dir.path()),
         Err(err) => {
-            let must_open = built.log_clean && !built.forged;
+            // A damaged page of a table in use is `Corrupt` where it is read, and replay reads the tables
+            // (the heads of the streams it continues): then the open fails, naming the table.
+            let damaged = built.cover.as_ref().is_some_and(|cover| cover.damaged);
+            let must_open = built.log_clean && !built.forged && !damaged;
             assert!(!must_open, "a valid log failed to open: {err:?}");
+            if built.log_clean && !built.forged {
+                let names_a_table =
+                    matches!(&err, Error::Corrupt { file, .. } if file.starts_with(dir.path().join(INDEX_DIR)));
+                assert!(names_a_table, "a valid log with a damaged table failed to open with {err:?}");
+            }
             match err {
                 Error::Corrupt { .. } | Error::UnsupportedFormat { .. } => {}
                 other => panic!("open failed with an unexpected error: {other:?}"),
