@@ -12,14 +12,21 @@ fn main() {
             }
             let built = annals_fuzz::directory::build(&ops);
             println!(
-                "clean: {}, checkpoint valid: {}, interval {}, collide {}",
-                built.clean, built.checkpoint_valid, built.interval, built.collide
+                "log clean: {}, forged tables: {}, cover: {:?}, separator {:?}, collide {}",
+                built.log_clean, built.forged, built.cover, built.separator, built.collide
             );
             for (name, bytes) in &built.files {
                 println!("file {name}: {} bytes", bytes.len());
             }
         }
         "operations_vs_model" => println!("{:#?}", annals_fuzz::model::decode(&data)),
+        "decode_table" => {
+            let case = annals_fuzz::table::decode(&data);
+            println!("{}: {} bytes, must check out: {}", case.name, case.bytes.len(), case.must_check_out);
+            for mutation in &case.mutations {
+                println!("{mutation:?}");
+            }
+        }
         _ => println!("{data:?}"),
     }
 }
