@@ -1312,7 +1312,14 @@ fn check_open_store(store: Store, built: &Built, dir: &Path) {
         events: built.log_clean.then_some(built.expected.as_slice()),
         complete: built.log_clean && !built.forged && built.cover.as_ref().is_some_and(|cover| !cover.damaged),
     };
-    let verified = store.verify().unwrap_or_else(|err| panic!("verify could not run: {err:?}"));
+    // A segment is opened (and its header checked) when first read, and an open that starts replay after the
+    // tables reads only the segments after them: verify may then meet a damaged segment header, which it
+    // returns as `Err(Corrupt)` rather than as its report's problem.
+    let verified = match store.verify() {
+        Ok(verified) => verified,
+        Err(Error::Corrupt { .. }) if !built.log_clean => annals::VerifyReport::default(),
+        Err(err) => panic!("verify could not run: {err:?}"),
+    };
     if built.log_clean {
         assert_eq!(head, (built.expected.len() as u64).checked_sub(1), "head position of a valid log: {report:?}");
         assert_eq!(report.tail_bytes_cut, 0, "a valid log has no torn tail: {report:?}");
