@@ -1516,7 +1516,9 @@ fn check_open_store(store: Store, built: &Built, dir: &Path) {
     assert_eq!(report.index_rejected, None, "reopening after a clean close rejects a table: {report:?}");
     assert_eq!(report.records_replayed, 0, "reopening after a clean close replays records: {report:?}");
     assert_eq!(reopened.head_position(), head, "head position after reopening");
-    if !built.cover.as_ref().is_some_and(|cover| cover.damaged) {
+    // A forged table's entries are trusted for a stream's head once the memtables that hid them are gone (the
+    // engine confirms an entry's name, not its offset: see known_bug), and a damaged page hides them.
+    if !built.forged && !built.cover.as_ref().is_some_and(|cover| cover.damaged) {
         let versions_now: Vec<Option<u64>> = names.iter().map(|name| reopened.stream_version(name)).collect();
         assert_eq!(versions_now, versions, "stream versions after reopening");
     }
