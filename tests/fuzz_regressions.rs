@@ -520,3 +520,40 @@ fn merge_of_tables_whose_position_entries_do_not_follow_one_another() {
     );
     store.close().expect("close");
 }
+
+/// operations_vs_model (the persistent index), intermittent, in the last 10-minute run (fork mode): after a
+/// clean close, the reopen reported `index_tables: 0, records_replayed: 6, records_resynced: 6`, where a clean
+/// close must leave tables over every record (`Index::close`: "Writes every frozen memtable out and stops the
+/// background thread"). Pending: ignored until the engine is fixed. It passes by luck: it did not fail in 2,000
+/// rounds here, and the fuzzer's input (`Buffer` durability with a 1 ms flush, a 200-byte head cache, a
+/// multi-stream append of 2.7 KB that rolls a segment, then the final close and reopen) failed 1 time in 120
+/// replays.
+///
+/// Suspected race in `tables::work` (`engine/index/tables.rs`): the thread reads `state.frozen` (empty), then
+/// the writer's close freezes the active memtable (`Index::freeze`, which pushes it and wakes the thread) and
+/// calls `Index::close` (which sets `stopping`); the thread then takes the jobs lock, sees `stopping`, and
+/// returns without writing the memtable frozen in between. Nothing is lost (the log is the truth: the next
+/// open replays those records and, since nothing proves them synced, rewrites and syncs them), but a clean
+/// close no longer guarantees an open without replay, and `close` reports success. Suggested fix: under the
+/// jobs lock, return on `stopping` only if no memtable is frozen.
+#[test]
+#[ignore = "engine bug pending: a close may leave its last memtable unwritten (see the doc comment)"]
+fn a_clean_close_always_leaves_tables_over_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let buffered = Options {
+        durability: annals::Durability::Buffer { flush_interval: std::time::Duration::from_millis(1) },
+        index_cache_bytes_max: 200,
+        ..options()
+    };
+    for round in 0..300 {
+        let store = Store::open_with(dir.path(), buffered.clone()).unwrap();
+        let report = store.recovery_report().clone();
+        assert_eq!((report.index_rejected.clone(), report.records_replayed), (None, 0), "round {round}: {report:?}");
+        // Each round rolls a segment or two, so that the index thread is busy writing a table when the close
+        // comes: the window is after it wrote one and before it takes the jobs lock again.
+        for stream in ["s0", "s1", "s2"] {
+            store.append(stream, ExpectedVersion::Any, &[EventData::new("T", vec![round as u8; 1500])]).unwrap();
+        }
+        store.close().unwrap();
+    }
+}
