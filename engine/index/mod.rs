@@ -317,7 +317,8 @@ impl Index {
                 if entry.hash != hash {
                     break;
                 }
-                if self.log.carries(entry.locator, stream, via)? {
+                if let Some(offset) = self.log.offset_in(entry.locator, stream, via)? {
+                    confirm_offset(table, stream, entry.offset, offset)?;
                     return Ok(Some(Head { last_offset: entry.offset, locator: entry.locator }));
                 }
             }
@@ -540,7 +541,8 @@ impl Index {
                 if (entry.hash, entry.offset) != (hash, offset) {
                     break;
                 }
-                if self.log.carries(entry.locator, stream, via)? {
+                if let Some(found) = self.log.offset_in(entry.locator, stream, via)? {
+                    confirm_offset(table, stream, offset, found)?;
                     return Ok(Some(entry.locator));
                 }
                 i += 1;
@@ -609,6 +611,19 @@ impl Drop for Index {
         self.background.jobs.lock().stopping = true;
         self.background.wake();
     }
+}
+
+/// A table entry's record carries the entry's stream; it must hold the entry's offset too, or the table is
+/// damaged (the writer would continue the stream from a wrong offset).
+fn confirm_offset(table: &Table, stream: &str, entry: u64, record: u64) -> Result<()> {
+    if entry == record {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        table.path(),
+        0,
+        format!("an entry of stream {stream:?} says offset {entry}, but its record holds offset {record}"),
+    ))
 }
 
 /// The section of a category or event-type key.

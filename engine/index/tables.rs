@@ -227,6 +227,8 @@ fn first_record_matches(table: &Table, log: &Log, io: &Io) -> Result<bool> {
 /// The flusher's body: writes frozen memtables out (oldest first) and stops once the index is closing (after
 /// writing every frozen memtable) or gone. A failed write is retried every second.
 pub fn flush_work(index: Weak<Index>, background: Arc<Background>) {
+    // However the thread ends (a panic included), the writer must not wait for it at a roll.
+    let _stopped = MarkStopped(&background);
     loop {
         let Some(strong) = index.upgrade() else { return };
         let oldest_frozen = strong.state.read().frozen.first().cloned();
@@ -253,15 +255,27 @@ pub fn flush_work(index: Weak<Index>, background: Arc<Background>) {
             continue;
         }
         let mut jobs = background.jobs.lock();
-        if jobs.stopping {
+        // The close freezes the last memtable before it asks the thread to stop: one frozen since the check
+        // above is still written out. (Checked under the jobs lock, which the freeze's wake-up takes too.)
+        if jobs.stopping && strong.state.read().frozen.is_empty() {
             jobs.stopped = true;
             background.done.notify_all();
             return;
         }
         drop(strong);
-        if strong_frozen_is_empty(&index) {
+        if !jobs.stopping && strong_frozen_is_empty(&index) {
             background.ready.wait_for(&mut jobs, Duration::from_secs(5));
         }
+    }
+}
+
+/// Marks the flusher stopped when dropped.
+struct MarkStopped<'a>(&'a Background);
+
+impl Drop for MarkStopped<'_> {
+    fn drop(&mut self) {
+        self.0.jobs.lock().stopped = true;
+        self.0.done.notify_all();
     }
 }
 
@@ -290,12 +304,21 @@ pub fn merge_work(index: Weak<Index>, background: Arc<Background>) {
             }
         }
         if let Some(range) = candidate {
-            if let Err(err) = merge(&strong, &background, range) {
-                if !matches!(err, Error::Closed) {
+            match merge(&strong, &background, range) {
+                Ok(()) | Err(Error::Closed) => {}
+                Err(err @ Error::Corrupt { .. }) => {
+                    // Tables whose contents are damaged stay as they are (reads that need them report it);
+                    // merging stops until the store is opened again.
+                    ::log::warn!("annals: index tables can not be merged, merging stops: {err}");
+                    return;
+                }
+                Err(err) => {
                     ::log::warn!("annals: merging index tables failed (they stay as they are): {err}");
                     let mut jobs = background.jobs.lock();
                     drop(strong);
-                    background.ready.wait_for(&mut jobs, Duration::from_secs(5));
+                    if !jobs.stopping {
+                        background.ready.wait_for(&mut jobs, Duration::from_secs(5));
+                    }
                 }
             }
         }
@@ -347,23 +370,44 @@ fn merge(index: &Index, background: &Background, range: std::ops::Range<usize>) 
         hash_mask: first.hash_mask,
     };
     let cancelled = || background.jobs.lock().stopping;
-    let streams =
-        Merged::new(&inputs, cancelled, |table, i| table.stream_entry(i), |table| table.len(Section::Streams));
-    let categories = Merged::new(
-        &inputs,
-        cancelled,
-        |table, i| table.pair(Section::Categories, i),
-        |table| table.len(Section::Categories),
+    // What the inputs hold comes from disk: entries out of order (which `table::write` asserts against, as it
+    // must for the engine's own memtables) are damage to report, never a panic.
+    let dir = index.dir.clone();
+    let streams = Ordered::new(
+        Merged::new(&inputs, cancelled, |table, i| table.stream_entry(i), |table| table.len(Section::Streams)),
+        &dir,
+        "stream",
+        |entry: &table::StreamEntry| (entry.hash, entry.offset, entry.locator),
     );
-    let event_types = Merged::new(
-        &inputs,
-        cancelled,
-        |table, i| table.pair(Section::EventTypes, i),
-        |table| table.len(Section::EventTypes),
+    let categories = Ordered::new(
+        Merged::new(
+            &inputs,
+            cancelled,
+            |table, i| table.pair(Section::Categories, i),
+            |table| table.len(Section::Categories),
+        ),
+        &dir,
+        "category",
+        |&(hash, locator): &(u64, u64)| (hash, locator, 0),
+    );
+    let event_types = Ordered::new(
+        Merged::new(
+            &inputs,
+            cancelled,
+            |table, i| table.pair(Section::EventTypes, i),
+            |table| table.len(Section::EventTypes),
+        ),
+        &dir,
+        "event-type",
+        |&(hash, locator): &(u64, u64)| (hash, locator, 0),
     );
     // Tables are in position order: their position entries follow one another.
-    let positions =
-        inputs.iter().flat_map(|table| (0..table.len(Section::Positions)).map(move |i| table.position_entry(i)));
+    let positions = Ordered::new(
+        inputs.iter().flat_map(|table| (0..table.len(Section::Positions)).map(move |i| table.position_entry(i))),
+        &dir,
+        "position",
+        |entry: &table::PositionEntry| (entry.position, 0, 0),
+    );
     let streams_hint = inputs.iter().map(|table| table.streams_hint()).sum();
     let contents = table::Contents { streams, categories, event_types, positions };
     let path = table::write(&index.io, &index.dir, &meta, streams_hint, contents)?;
@@ -382,6 +426,47 @@ fn merge(index: &Index, background: &Background, range: std::ops::Range<usize>) 
         remove(input.path())?;
     }
     Ok(())
+}
+
+/// Passes entries through while each one's key is greater than the one before; else ends with `Corrupt`.
+struct Ordered<'a, I, K> {
+    entries: I,
+    dir: &'a Path,
+    what: &'static str,
+    key: K,
+    previous: Option<(u64, u64, u64)>,
+    failed: bool,
+}
+
+impl<'a, I, K> Ordered<'a, I, K> {
+    fn new(entries: I, dir: &'a Path, what: &'static str, key: K) -> Self {
+        Ordered { entries, dir, what, key, previous: None, failed: false }
+    }
+}
+
+impl<T, I: Iterator<Item = Result<T>>, K: Fn(&T) -> (u64, u64, u64)> Iterator for Ordered<'_, I, K> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.failed {
+            return None;
+        }
+        let entry = match self.entries.next()? {
+            Ok(entry) => entry,
+            Err(err) => {
+                self.failed = true;
+                return Some(Err(err));
+            }
+        };
+        let key = (self.key)(&entry);
+        if self.previous.is_some_and(|previous| previous >= key) {
+            self.failed = true;
+            let reason = format!("the tables being merged hold {} entries out of order", self.what);
+            return Some(Err(Error::corrupt(self.dir, 0, reason)));
+        }
+        self.previous = Some(key);
+        Some(Ok(entry))
+    }
 }
 
 /// A k-way merge of one section of several tables, in order. Checks `cancelled` now and then.

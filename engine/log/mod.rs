@@ -134,6 +134,26 @@ impl Log {
         }
     }
 
+    /// The offset of the record at `locator` if it belongs to `stream`; `None` if it is another stream's (two
+    /// names may share a hash in the index). A damaged record is `Corrupt`, never `None`, or a stream whose
+    /// last record was damaged would silently vanish and its next append restart it.
+    pub fn offset_in(&self, locator: u64, stream: &str, via: Via<'_>) -> Result<Option<u64>> {
+        if !self.carries(locator, stream, via)? {
+            return Ok(None);
+        }
+        let (ordinal, at) = split_locator(locator);
+        let segment = self.segment(ordinal)?;
+        let at = at as usize;
+        // `carries` saw a whole header here.
+        let offset = match via {
+            Via::Mapping => frame::peek_position_prev(&segment.bytes()[at..at + frame::HEADER_LEN]),
+            Via::Pread(io) => {
+                frame::peek_position_prev(segment::PreadWindow::small(&segment, io).bytes(at, frame::HEADER_LEN)?)
+            }
+        };
+        Ok(offset.map(|(_, offset, _)| offset))
+    }
+
     /// Whether the record at `locator` belongs to `stream`. A record whose name differs is another stream's
     /// (two names may share a hash in the index), unless the record is damaged: then `Corrupt`, never "no",
     /// or a stream whose last record was damaged would silently vanish and its next append restart it.

@@ -47,7 +47,15 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
     let mut txn_after_expected: Option<u32> = None;
     let segment_count = log.segment_count();
     'segments: for ordinal in 0..segment_count {
-        let segment = log.segment(ordinal)?;
+        let segment = match log.segment(ordinal) {
+            Ok(segment) => segment,
+            // A missing segment or a damaged header is damage to report, not a failure of the walk.
+            Err(err @ Error::Corrupt { .. }) => {
+                report.problem = Some(err);
+                break;
+            }
+            Err(err) => return Err(err),
+        };
         report.segments += 1;
         if segment.base_position() != position {
             report.problem = Some(Error::corrupt(
