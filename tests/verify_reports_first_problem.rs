@@ -56,3 +56,34 @@ fn a_flipped_byte_in_a_sealed_segment_is_reported_with_file_and_offset() {
     }
     assert_eq!(report.records, 0, "the walk stops at the first problem");
 }
+
+/// A segment whose header is damaged, in a part of the log that the open does not read (a merged index table
+/// covers it, and the open checks only a table's last record), is the report's problem, not an `Err` of the
+/// walk.
+#[test]
+fn a_damaged_segment_header_is_the_reports_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        let mut i = 0u64;
+        // Enough rolls for the index thread to merge the first tables into one.
+        while support::index_tables(dir.path()).first().is_none_or(|first| {
+            let name = first.file_stem().unwrap().to_string_lossy().into_owned();
+            let (start, end) = name.split_once('-').unwrap();
+            end.parse::<u64>().unwrap() - start.parse::<u64>().unwrap() < 60
+        }) {
+            store.append(&format!("s-{}", i % 3), ExpectedVersion::Any, &[EventData::new("E", vec![1; 200])]).unwrap();
+            i += 1;
+            assert!(i < 100_000, "the index merged its first tables");
+        }
+        store.close().unwrap();
+    }
+    let second = support::segment_paths(dir.path())[1].clone();
+    support::overwrite(&second, 8, &[0xEE]);
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let report = store.verify().expect("the walk itself runs");
+    match report.problem {
+        Some(Error::Corrupt { file, offset, .. }) => assert!(file == second && offset < 64, "{file:?} at {offset}"),
+        other => panic!("{other:?}"),
+    }
+}
