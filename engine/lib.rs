@@ -46,12 +46,22 @@
 //! # }
 //! ```
 
+/// Enters a `tracing` span (`info` level) for the rest of the enclosing scope when the `tracing` feature is on;
+/// nothing otherwise.
+macro_rules! span {
+    ($name:literal $(, $($fields:tt)*)?) => {
+        #[cfg(feature = "tracing")]
+        let _span = tracing::info_span!($name $(, $($fields)*)?).entered();
+    };
+}
+
 // The storage engine, by layer: the log (frames, segments, the writer, recovery), the index over it, and
 // the readers; then the typed event-sourcing layer and the snapshots beside the log.
 mod error;
 mod es;
 mod index;
 mod log;
+mod metrics;
 mod read;
 mod snapshot;
 mod store;
@@ -66,6 +76,7 @@ use uuid::Uuid;
 pub use crate::error::{Error, Result};
 pub use crate::log::io::{FaultInjector, IoCall, IoOp};
 pub use crate::log::verify::VerifyReport;
+pub use crate::metrics::{Histogram, Metrics, SubscriptionLag};
 pub use crate::read::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
 pub use crate::store::{AppendFuture, AppendMultiFuture, Store};
 pub use crate::subscription::{

@@ -113,7 +113,7 @@ fn drain(
             runtime.block_on(async { tokio::time::timeout(Duration::from_millis(5), subscription.next()).await });
         let Ok(next) = next else {
             // Nothing for a while: done if every writer is done and the subscription has read it all.
-            if subscription.subscription().position() >= end.load(Ordering::SeqCst) {
+            if subscription.subscription().current_position() >= end.load(Ordering::SeqCst) {
                 return (subscription, true);
             }
             continue;

@@ -325,15 +325,15 @@ impl<P: Projection> Worker<P> {
                     }
                 }
                 Poll::Ready(Some(Ok(SubscriptionMessage::CaughtUp))) => {
-                    self.advance(self.subscription.position(), true);
+                    self.advance(self.subscription.current_position(), true);
                     self.checkpoint_if_dirty()?;
                 }
-                Poll::Ready(Some(Ok(_))) => self.advance(self.subscription.position(), false),
+                Poll::Ready(Some(Ok(_))) => self.advance(self.subscription.current_position(), false),
                 Poll::Ready(Some(Err(err))) => return Err(err),
                 Poll::Ready(None) => return Err(Error::Closed),
                 Poll::Pending => {
                     // Live, and nothing new: publish where it stands, checkpoint if due, wait for a commit.
-                    let position = self.subscription.position();
+                    let position = self.subscription.current_position();
                     self.advance(position, true);
                     let due = self.first_unsaved.map(|first| first + self.options.checkpoint_every);
                     if due.is_some_and(|due| due <= Instant::now()) {
@@ -380,7 +380,7 @@ impl<P: Projection> Worker<P> {
 
     /// Saves the state with the position it stands at.
     fn checkpoint(&mut self) -> Result<()> {
-        let position = self.subscription.position();
+        let position = self.subscription.current_position();
         self.save(position.checked_sub(1))
     }
 

@@ -84,6 +84,9 @@ pub struct Index {
     background: Arc<Background>,
     /// Records that readers located through the index have read (for tests of what a read touches).
     pub records_read: AtomicU64,
+    /// Head lookups of the writer that the head cache answered, and those it did not.
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 impl std::fmt::Debug for Index {
@@ -153,6 +156,8 @@ impl Index {
             heads: Mutex::new(HeadCache::new(cache_bytes_max)),
             background: Arc::new(Background::default()),
             records_read: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         });
         let opened = Opened { tables: index.state.read().tables.len(), dropped: found.dropped };
         if access == Access::ReadOnly {
@@ -282,8 +287,10 @@ impl Index {
             return Ok(Some(head));
         }
         if let Some(cached) = self.heads.lock().get(stream) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(cached);
         }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         let tables = self.state.read().tables.clone();
         let head = self.table_head(&tables, stream, Via::Mapping)?;
         // Only the writer fills the cache, and only it changes heads, so nothing can have changed since.
@@ -378,6 +385,11 @@ impl Index {
     }
 
     /// How many streams exist (with an event below the committed position).
+    /// Head lookups of the writer the head cache answered, and those it did not.
+    pub fn head_cache_counts(&self) -> (u64, u64) {
+        (self.cache_hits.load(Ordering::Relaxed), self.cache_misses.load(Ordering::Relaxed))
+    }
+
     /// How many tables and memtables (frozen and active) the index holds now.
     pub fn shape(&self) -> (usize, usize) {
         let state = self.state.read();

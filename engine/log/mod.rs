@@ -115,6 +115,11 @@ impl Log {
         Ok(any)
     }
 
+    /// How many segments are mapped now (by this log's cache).
+    pub fn mapped_count(&self) -> usize {
+        self.open.lock().len()
+    }
+
     /// Adds a new newest segment.
     pub fn push(&self, segment: Arc<Segment>) {
         let mut bases = self.bases.write();

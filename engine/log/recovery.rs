@@ -56,6 +56,7 @@ pub(crate) fn recover(
     options: &Options,
     io: &Io,
 ) -> Result<(Arc<Log>, Arc<Index>, WriterState, RecoveryReport)> {
+    span!("annals.recovery");
     let bases = list_segments(dir, options, io)?;
     let log = Arc::new(Log::new(dir.to_owned(), bases, at_least_one(options.open_segments_max)));
     for name in LEGACY_CHECKPOINT {

@@ -27,6 +27,7 @@ use crate::log::head::HeadWriter;
 use crate::log::io::Io;
 use crate::log::segment::{locator, Segment, Spare, ZeroFill, SEGMENT_HEADER_LEN};
 use crate::log::Log;
+use crate::metrics::Stats;
 use crate::subscription::notify::Notifier;
 use crate::{AppendResult, Durability, EventData, ExpectedVersion, Options};
 
@@ -42,6 +43,8 @@ pub(crate) struct Part {
 /// One atomic append, as queued.
 pub(crate) struct Txn {
     pub parts: Vec<Part>,
+    /// When the appender queued it (for the append latency metric).
+    pub queued: Instant,
     /// Encoded bytes of all its frames, padding included.
     pub bytes: u64,
     pub responder: Responder,
@@ -149,6 +152,8 @@ pub(crate) struct Shared {
     pub notifier: Notifier,
     /// A read-only store: no writer, appends refused; a follower thread moves `committed` instead.
     pub read_only: bool,
+    /// Counters for `Store::metrics`.
+    pub stats: Stats,
     pub options: Options,
     pub io: Io,
 }
@@ -199,6 +204,9 @@ struct Group<'a> {
     records: Vec<Staged>,
     /// Creating the next segment failed: the rest of the group fails the same way.
     roll_failure: Option<io::Error>,
+    /// Transactions and events the group wrote (for the metrics).
+    txns_written: u64,
+    events_written: u64,
 }
 
 /// What one transaction came to within a group.
@@ -221,6 +229,8 @@ pub(crate) struct Writer {
     spare: Option<JoinHandle<Result<Spare>>>,
     /// Abandons the spare's zero fill (at close).
     spare_cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes the current group wrote (for the metrics).
+    bytes_in_group: u64,
 }
 
 /// Name of the spare segment file while it is prepared (removed on open like every `*.tmp`).
@@ -247,6 +257,7 @@ impl Writer {
             dirty_since: None,
             spare: None,
             spare_cancelled: Arc::default(),
+            bytes_in_group: 0,
         }
     }
 
@@ -382,10 +393,13 @@ impl Writer {
 
         let mut responders = Vec::with_capacity(txns.len());
         let mut bodies = Vec::with_capacity(txns.len());
+        let mut queued = Vec::with_capacity(txns.len());
         for txn in txns {
             responders.push(txn.responder);
             bodies.push((txn.parts, txn.bytes));
+            queued.push(txn.queued);
         }
+        self.bytes_in_group = 0;
         let mut group = Group::default();
         self.buffer.clear();
         for txn_no in 0..bodies.len() {
@@ -405,7 +419,9 @@ impl Writer {
         }
         self.publish(&bodies, &mut group.records, timestamp);
         self.prepare_spare_if_due();
-        for (responder, outcome) in responders.into_iter().zip(group.outcomes) {
+        self.shared.stats.group(group.txns_written, group.events_written, self.bytes_in_group);
+        for ((responder, outcome), queued) in responders.into_iter().zip(group.outcomes).zip(queued) {
+            self.shared.stats.append_answered(queued.elapsed());
             responder.send(match outcome {
                 Outcome::Committed(results) => Ok(results),
                 Outcome::Failed(err) => Err(err),
@@ -486,6 +502,7 @@ impl Writer {
                 }
             }
         }
+        group.txns_written += 1;
         Ok(Outcome::Committed(self.encode(txn_no, parts, heads, timestamp, group)))
     }
 
@@ -602,6 +619,7 @@ impl Writer {
                     locator: here,
                 });
                 prev = here;
+                group.events_written += 1;
                 self.state.next_position += 1;
                 offset += 1;
             }
@@ -661,6 +679,7 @@ impl Writer {
 
         let active = &self.state.active;
         self.shared.io.write_at(&self.state.active_file, active.path(), &self.buffer, self.state.write_at)?;
+        self.bytes_in_group += self.buffer.len() as u64;
         self.dirty_since.get_or_insert_with(Instant::now);
         self.state.write_at += self.buffer.len() as u64;
         self.buffer.clear();
@@ -668,7 +687,9 @@ impl Writer {
     }
 
     fn sync_active(&mut self) -> io::Result<()> {
+        let started = Instant::now();
         self.shared.io.sync_data(&self.state.active_file, self.state.active.path())?;
+        self.shared.stats.sync(started.elapsed());
         self.synced_next = self.state.next_position;
         self.shared.durable.store(self.synced_next, Ordering::Release);
         self.head.publish(self.synced_next);
@@ -701,6 +722,7 @@ impl Writer {
         records: &mut Vec<Staged>,
         timestamp: u64,
     ) -> Result<(), RollError> {
+        span!("annals.roll", base = self.state.next_position);
         let poisoned = |this: &Self, cause| RollError::Poisoned(this.shared.poison(cause));
         self.write_buffer().map_err(|cause| poisoned(self, cause))?;
         if self.synced_next < self.state.next_position {
@@ -748,6 +770,7 @@ impl Writer {
         self.state.tail_zeroed = true;
         // The sealed segment's entries are complete and synced: the index writes them out as a table.
         self.shared.index.freeze(base, locator(ordinal, SEGMENT_HEADER_LEN as u32));
+        self.shared.stats.roll();
         Ok(())
     }
 }

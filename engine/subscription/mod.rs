@@ -163,6 +163,8 @@ pub struct Subscription {
     queued: VecDeque<SubscriptionMessage>,
     /// The checkpoint stream of a durable subscription.
     checkpoint_stream: Option<String>,
+    /// Where it stands, for `Store::metrics`.
+    progress: std::sync::Arc<crate::metrics::SubscriptionProgress>,
     waiter: Option<u64>,
     ended: bool,
 }
@@ -198,7 +200,13 @@ impl Subscription {
             // After u64::MAX there is nothing: no position can be that large.
             SubscribeFrom::After(position) => position.saturating_add(1),
         };
+        let progress = store.stats().register(
+            format!("{filter:?}"),
+            checkpoint_stream.as_ref().map(|stream| stream[CHECKPOINT_STREAM_PREFIX.len()..].to_owned()),
+            next,
+        );
         Ok(Subscription {
+            progress,
             store,
             filter,
             prefix_category,
@@ -218,13 +226,14 @@ impl Subscription {
         SubscriptionStream(self)
     }
 
-    /// The filter this subscription delivers.
-    pub fn filter(&self) -> &Filter {
+    /// The filter this subscription delivers. (Named apart from `Iterator::filter`.)
+    pub fn subscribed_filter(&self) -> &Filter {
         &self.filter
     }
 
-    /// Every matching event below this position has been delivered: where the subscription stands.
-    pub fn position(&self) -> u64 {
+    /// Every matching event below this position has been delivered: where the subscription stands. (Named
+    /// apart from `Iterator::position`, which a `&mut Subscription` would otherwise call.)
+    pub fn current_position(&self) -> u64 {
         self.next.max(self.reported)
     }
 
@@ -395,7 +404,10 @@ impl Iterator for Subscription {
     /// The next message; blocks while the subscription is live and nothing new is committed.
     fn next(&mut self) -> Option<Self::Item> {
         match self.step(Wait::Block) {
-            Poll::Ready(message) => message,
+            Poll::Ready(message) => {
+                self.progress.position.store(self.current_position(), std::sync::atomic::Ordering::Relaxed);
+                message
+            }
             Poll::Pending => unreachable!("a blocking step never returns Pending"),
         }
     }
@@ -432,7 +444,10 @@ impl futures_core::Stream for SubscriptionStream {
 
     /// The next message, or `Pending` with the task's waker registered for the writer's next commit.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().0.step(Wait::Task(cx))
+        let subscription = &mut self.get_mut().0;
+        let polled = subscription.step(Wait::Task(cx));
+        subscription.progress.position.store(subscription.current_position(), std::sync::atomic::Ordering::Relaxed);
+        polled
     }
 }
 
