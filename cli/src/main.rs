@@ -8,6 +8,8 @@
 //! |---|---|
 //! | `info` | segments, streams, head position, index, what an open finds now |
 //! | `verify` | walks every record and index entry; nonzero exit and the first problem on damage |
+//! | `read` | one stream, forwards or backwards |
+//! | `dump` | the log, filtered by position, time, category and event type |
 //!
 //! Output goes to stdout (a table, coloured only on a terminal, or JSON lines with `--json`); progress bars,
 //! notes and errors go to stderr. Exit status: 0 on success, 1 on an error or when `verify` finds damage, 2
@@ -18,6 +20,7 @@ mod files;
 mod open;
 mod output;
 mod progress;
+mod select;
 
 use std::process::ExitCode;
 
@@ -43,6 +46,8 @@ struct Cli {
 enum Command {
     Info(commands::info::Args),
     Verify(commands::verify::Args),
+    Read(commands::read::Args),
+    Dump(commands::dump::Args),
 }
 
 /// How a command that ran to its end turned out.
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args, options),
         Command::Verify(args) => commands::verify::run(args, options),
+        Command::Read(args) => commands::read::run(args, options),
+        Command::Dump(args) => commands::dump::run(args, options),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

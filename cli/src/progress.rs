@@ -1,7 +1,12 @@
-//! Progress bars for the long commands (verify), drawn on stderr and only when stderr is a
+//! Progress bars for the long commands (verify, streams, dump), drawn on stderr and only when stderr is a
 //! terminal (indicatif draws nothing otherwise), so that they never mix with what a command prints or pipes.
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar over the log's positions `0..length`, labelled `message`; hidden unless `show`.
+pub fn positions(length: u64, message: &'static str, show: bool) -> ProgressBar {
+    bar(length, message, show, "{msg} {wide_bar} {human_pos}/{human_len} positions ({eta})")
+}
 
 /// A bar over `length` bytes, labelled `message`.
 pub fn bytes(length: u64, message: &'static str) -> ProgressBar {

@@ -1,4 +1,6 @@
 //! One module per command: its arguments (`Args`, with the `--help` text) and `run`.
 
+pub mod dump;
 pub mod info;
+pub mod read;
 pub mod verify;
