@@ -10,6 +10,7 @@
 //! | `verify` | walks every record and index entry; nonzero exit and the first problem on damage |
 //! | `read` | one stream, forwards or backwards |
 //! | `dump` | the log, filtered by position, time, category and event type |
+//! | `tail` | the same filters through a subscription; `--follow` stays live until interrupted |
 //!
 //! Output goes to stdout (a table, coloured only on a terminal, or JSON lines with `--json`); progress bars,
 //! notes and errors go to stderr. Exit status: 0 on success, 1 on an error or when `verify` finds damage, 2
@@ -48,6 +49,7 @@ enum Command {
     Verify(commands::verify::Args),
     Read(commands::read::Args),
     Dump(commands::dump::Args),
+    Tail(commands::tail::Args),
 }
 
 /// How a command that ran to its end turned out.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args, options),
         Command::Read(args) => commands::read::run(args, options),
         Command::Dump(args) => commands::dump::run(args, options),
+        Command::Tail(args) => commands::tail::run(args, options),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

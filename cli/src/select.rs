@@ -93,20 +93,31 @@ impl Selection {
     }
 
     /// Where a subscription starts to deliver from [`from`](Self::from) on.
-    fn subscribe_from(&self) -> SubscribeFrom {
+    pub fn subscribe_from(&self) -> SubscribeFrom {
         match self.from.checked_sub(1) {
             None => SubscribeFrom::Start,
             Some(before) => SubscribeFrom::After(before),
         }
     }
 
-    /// The subscription filter that reads what this selection wants through an index where one serves.
-    fn subscription_filter(&self) -> Filter {
+    /// The subscription filter that reads what this selection wants through an index where one serves;
+    /// [`passes`](Self::passes) checks the rest.
+    pub fn subscription_filter(&self) -> Filter {
         match (&self.category, &self.event_types) {
             (Some(category), _) => Filter::Category(category.clone()),
             (None, types) if !types.is_empty() => Filter::EventTypes(types.clone()),
             (None, _) => Filter::All,
         }
+    }
+
+    /// Whether `event`, delivered through [`subscription_filter`](Self::subscription_filter), is one to show.
+    pub fn passes(&self, event: &RecordedEvent) -> bool {
+        has_type(event, &self.event_types)
+    }
+
+    /// Whether `event` was committed after `--until`: it and every later event are out.
+    pub fn is_past_until(&self, event: &RecordedEvent) -> bool {
+        is_after(event, self.until_nanos)
     }
 }
 

@@ -3,4 +3,5 @@
 pub mod dump;
 pub mod info;
 pub mod read;
+pub mod tail;
 pub mod verify;
