@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `info` | segments, streams, head position, index, what an open finds now |
 //! | `verify` | walks every record and index entry; nonzero exit and the first problem on damage |
+//! | `streams` | every stream with its last offset and commit time, found by scanning the log |
 //! | `read` | one stream, forwards or backwards |
 //! | `dump` | the log, filtered by position, time, category and event type |
 //! | `tail` | the same filters through a subscription; `--follow` stays live until interrupted |
@@ -47,6 +48,7 @@ struct Cli {
 enum Command {
     Info(commands::info::Args),
     Verify(commands::verify::Args),
+    Streams(commands::streams::Args),
     Read(commands::read::Args),
     Dump(commands::dump::Args),
     Tail(commands::tail::Args),
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args, options),
         Command::Verify(args) => commands::verify::run(args, options),
+        Command::Streams(args) => commands::streams::run(args, options),
         Command::Read(args) => commands::read::run(args, options),
         Command::Dump(args) => commands::dump::run(args, options),
         Command::Tail(args) => commands::tail::run(args, options),

@@ -3,5 +3,6 @@
 pub mod dump;
 pub mod info;
 pub mod read;
+pub mod streams;
 pub mod tail;
 pub mod verify;
