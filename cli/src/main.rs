@@ -12,6 +12,7 @@
 //! | `read` | one stream, forwards or backwards |
 //! | `dump` | the log, filtered by position, time, category and event type |
 //! | `tail` | the same filters through a subscription; `--follow` stays live until interrupted |
+//! | `backup` | a consistent copy of the store |
 //!
 //! Output goes to stdout (a table, coloured only on a terminal, or JSON lines with `--json`); progress bars,
 //! notes and errors go to stderr. Exit status: 0 on success, 1 on an error or when `verify` finds damage, 2
@@ -52,6 +53,7 @@ enum Command {
     Read(commands::read::Args),
     Dump(commands::dump::Args),
     Tail(commands::tail::Args),
+    Backup(commands::backup::Args),
 }
 
 /// How a command that ran to its end turned out.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Read(args) => commands::read::run(args, options),
         Command::Dump(args) => commands::dump::run(args, options),
         Command::Tail(args) => commands::tail::run(args, options),
+        Command::Backup(args) => commands::backup::run(args, options),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
