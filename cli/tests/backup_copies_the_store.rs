@@ -7,7 +7,6 @@ mod support;
 use support::{annals, files, fill, json_lines, recorded};
 
 #[test]
-#[ignore = "Store::backup is not in the engine yet (issue 11): cli/src/commands/backup.rs says how to wire it"]
 fn backup_copies_the_store_and_prints_its_last_position() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path());
