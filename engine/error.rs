@@ -106,6 +106,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The stream was tombstoned ([`Store::tombstone`](crate::Store::tombstone)): its name is retired, and it
+    /// can be neither read nor appended to.
+    #[error("stream {stream:?} is deleted for good (tombstoned)")]
+    StreamDeleted {
+        /// The stream.
+        stream: String,
+    },
+
     /// The store was opened read-only ([`Store::open_read_only`](crate::Store::open_read_only)): it cannot
     /// append, flush or write snapshots.
     #[error("the store is open read-only")]

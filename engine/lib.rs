@@ -60,6 +60,7 @@ macro_rules! span {
 mod error;
 mod es;
 mod index;
+mod lifecycle;
 mod log;
 mod metrics;
 mod read;
@@ -74,6 +75,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 pub use crate::error::{Error, Result};
+pub use crate::lifecycle::{StreamMetadata, META_EVENT_TYPE, META_STREAM_PREFIX, TOMBSTONE_EVENT_TYPE};
 pub use crate::log::io::{FaultInjector, IoCall, IoOp};
 pub use crate::log::verify::VerifyReport;
 pub use crate::metrics::{Histogram, Metrics, SubscriptionLag};

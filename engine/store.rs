@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, IoContext, Result};
 use crate::index::Kind;
+use crate::lifecycle::StreamMetadata;
 use crate::log::follow::Follower;
 use crate::log::frame::{self, HEADER_LEN};
 use crate::log::head::HeadWriter;
@@ -124,9 +125,19 @@ impl Store {
             notifier: Notifier::default(),
             read_only: false,
             stats: Stats::default(),
+            lifecycle: AtomicBool::new(false),
             options,
             io,
         });
+        // Whether any stream has lifecycle metadata or a tombstone: one index probe each. Damage in the index
+        // is not this open's to report (reads that need the damaged page do): then reads check, to be safe.
+        let governed = |kind, key| {
+            ReadIndexed::new(Source::new(shared.log.clone(), shared.index.clone()), kind, key, 0, state_end(&shared))
+                .map_or(true, |mut read| read.next().is_some())
+        };
+        if governed(Kind::Category, "$meta") || governed(Kind::EventType, crate::lifecycle::TOMBSTONE_EVENT_TYPE) {
+            shared.lifecycle.store(true, Ordering::Release);
+        }
         // Recovery made everything it kept durable: read-only openers may show all of it.
         let head = HeadWriter::open(&dir, state.next_position)?;
         let writer = Writer::new(shared.clone(), state, head);
@@ -193,6 +204,8 @@ impl Store {
             notifier: Notifier::default(),
             read_only: true,
             stats: Stats::default(),
+            // A read-only store follows a writer that may set metadata at any time: it always checks.
+            lifecycle: AtomicBool::new(true),
             options,
             io: Io::default(),
         });
@@ -387,7 +400,13 @@ impl Store {
 
     /// Validates a transaction and queues it for the writer; the writer answers through the returned
     /// completion.
-    fn enqueue(&self, mut parts: Vec<Part>) -> Result<Arc<Completion>> {
+    fn enqueue(&self, parts: Vec<Part>) -> Result<Arc<Completion>> {
+        self.enqueue_checked(parts, &[])
+    }
+
+    /// [`enqueue`](Self::enqueue), where the parts of the streams in `check_only` may hold no event: their
+    /// expectation is checked with the rest of the transaction, and nothing is written to them.
+    fn enqueue_checked(&self, mut parts: Vec<Part>, check_only: &[String]) -> Result<Arc<Completion>> {
         if self.inner.shared.read_only {
             return Err(Error::ReadOnly);
         }
@@ -398,10 +417,10 @@ impl Store {
         let mut count = 0u64;
         for part in &mut parts {
             validate_stream_name(&part.stream)?;
-            if part.events.is_empty() {
+            if part.events.is_empty() && !check_only.contains(&part.stream) {
                 return Err(Error::EmptyAppend);
             }
-            part.ids_given = part.events.iter().all(|event| event.id.is_some());
+            part.ids_given = !part.events.is_empty() && part.events.iter().all(|event| event.id.is_some());
             for event in &mut part.events {
                 validate_event_type(&event.event_type)?;
                 let size =
@@ -540,17 +559,17 @@ impl Store {
     /// `read_all` from `from` up to (not including) `end`, which must not pass the committed end.
     pub(crate) fn read_all_until(&self, from: u64, end: u64) -> Result<ReadAll> {
         let shared = &self.inner.shared;
-        ReadAll::new(shared.log.clone(), &shared.index, from, end)
+        Ok(ReadAll::new(shared.log.clone(), &shared.index, from, end)?.with_visibility(self.visibility()))
     }
 
     /// `read_category` from `from` up to `end`.
     pub(crate) fn read_category_until(&self, category: &str, from: u64, end: u64) -> Result<ReadIndexed> {
-        ReadIndexed::new(self.source(), Kind::Category, category, from, end)
+        Ok(ReadIndexed::new(self.source(), Kind::Category, category, from, end)?.with_visibility(self.visibility()))
     }
 
     /// `read_event_type` from `from` up to `end`.
     pub(crate) fn read_event_type_until(&self, event_type: &str, from: u64, end: u64) -> Result<ReadIndexed> {
-        ReadIndexed::new(self.source(), Kind::EventType, event_type, from, end)
+        Ok(ReadIndexed::new(self.source(), Kind::EventType, event_type, from, end)?.with_visibility(self.visibility()))
     }
 
     /// The events of `stream` at positions `from..end`.
@@ -564,6 +583,13 @@ impl Store {
             self.first_offset_at_or_after(stream, self.inner.shared.index.locator_of(from)?)?
         } else {
             None
+        };
+        let first = match (first, self.rules(stream)) {
+            (Some(first), Ok(Some(rules))) => Some(first.max(self.visible_start(stream, rules)?)),
+            // A tombstoned stream: nothing to deliver.
+            (_, Err(Error::StreamDeleted { .. })) => None,
+            (_, Err(err)) => return Err(err),
+            (first, Ok(_)) => first,
         };
         let reader = ReadStream::new(self.source(), stream, first.unwrap_or(u64::MAX))?;
         Ok(Box::new(reader.stop_before_position(end)))
@@ -631,20 +657,140 @@ impl Store {
     /// place); the iteration ends there.
     pub fn read_stream(&self, stream: &str, from_offset: u64) -> Result<ReadStream> {
         validate_stream_name(stream)?;
-        ReadStream::new(self.source(), stream, from_offset)
+        let from = match self.rules(stream)? {
+            Some(rules) => from_offset.max(self.visible_start(stream, rules)?),
+            None => from_offset,
+        };
+        ReadStream::new(self.source(), stream, from)
+    }
+
+    /// The lifecycle rules of `stream` (`None`: nothing hidden); `StreamDeleted` if it is tombstoned.
+    fn rules(&self, stream: &str) -> Result<Option<crate::lifecycle::Rules>> {
+        let shared = &self.inner.shared;
+        if !shared.lifecycle.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        match crate::lifecycle::rules_of(&shared.log, &shared.index, stream, SystemTime::now())? {
+            Some(rules) if rules.tombstoned => Err(Error::StreamDeleted { stream: stream.to_owned() }),
+            rules => Ok(rules),
+        }
+    }
+
+    /// The first offset of `stream` its rules leave visible: after the truncation and the count, and the first
+    /// committed at or after the age limit (found through the time index, not by reading the hidden events).
+    fn visible_start(&self, stream: &str, rules: crate::lifecycle::Rules) -> Result<u64> {
+        if rules.min_timestamp == 0 {
+            return Ok(rules.start);
+        }
+        let index = &self.inner.shared.index;
+        let committed = self.committed();
+        let by_age = match index.position_at(rules.min_timestamp, committed)? {
+            Some(position) => self.first_offset_at_or_after(stream, index.locator_of(position)?)?.unwrap_or(u64::MAX),
+            None => u64::MAX,
+        };
+        Ok(rules.start.max(by_age))
+    }
+
+    /// What multi-stream reads hide, if any stream has lifecycle metadata or a tombstone.
+    fn visibility(&self) -> Option<crate::lifecycle::Visibility> {
+        let shared = &self.inner.shared;
+        shared
+            .lifecycle
+            .load(Ordering::Acquire)
+            .then(|| crate::lifecycle::Visibility::new(shared.log.clone(), shared.index.clone()))
+    }
+
+    /// Sets `stream`'s lifecycle metadata (replacing what it had): readers hide what it excludes from then on.
+    /// Recorded as an event of `$meta-<stream>`, with the store's durability. The stream need not exist yet.
+    /// Nothing is removed from the log: the space of hidden events is not reclaimed.
+    pub fn set_stream_metadata(&self, stream: &str, metadata: StreamMetadata) -> Result<AppendResult> {
+        validate_stream_name(stream)?;
+        let event = EventData::new(crate::lifecycle::META_EVENT_TYPE, metadata.encode());
+        self.append(&crate::lifecycle::meta_stream(stream), ExpectedVersion::Any, &[event])
+    }
+
+    /// `stream`'s lifecycle metadata (the default, which hides nothing, if it has none).
+    pub fn stream_metadata(&self, stream: &str) -> Result<StreamMetadata> {
+        validate_stream_name(stream)?;
+        let shared = &self.inner.shared;
+        Ok(crate::lifecycle::metadata_of(&shared.log, &shared.index, stream)?.unwrap_or_default())
+    }
+
+    /// Hides the events of `stream` below `offset` from every read (its other metadata kept).
+    pub fn truncate_before(&self, stream: &str, offset: u64) -> Result<AppendResult> {
+        let metadata = StreamMetadata { truncate_before: Some(offset), ..self.stream_metadata(stream)? };
+        self.set_stream_metadata(stream, metadata)
+    }
+
+    /// Deletes `stream` softly, if its state matches `expected` (checked atomically with the deletion): every
+    /// event it holds now is hidden from reads, and a later append continues its numbering (KurrentDB's soft
+    /// delete). Returns where the deletion was recorded (in `$meta-<stream>`).
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// store.append("cart-7", ExpectedVersion::Any, &[EventData::new("ItemAdded", &b"{}"[..])]).unwrap();
+    /// store.delete_stream("cart-7", ExpectedVersion::Exact(0)).unwrap();
+    /// assert_eq!(store.read_stream("cart-7", 0).unwrap().count(), 0);
+    /// let again = store.append("cart-7", ExpectedVersion::Any, &[EventData::new("ItemAdded", &b"{}"[..])]).unwrap();
+    /// assert_eq!(again.first_offset, 1, "the numbering goes on");
+    /// ```
+    pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<AppendResult> {
+        validate_stream_name(stream)?;
+        let next = self.stream_version(stream).map_or(0, |last| last + 1);
+        if !expected.admits(next.checked_sub(1)) {
+            return Err(Error::WrongExpectedVersion {
+                stream: stream.to_owned(),
+                expected,
+                actual: next.checked_sub(1),
+            });
+        }
+        let metadata = StreamMetadata { truncate_before: Some(next), ..self.stream_metadata(stream)? };
+        let event = EventData::new(crate::lifecycle::META_EVENT_TYPE, metadata.encode());
+        // The stream's expectation is checked in the same transaction: the stream's own version then, as read.
+        let parts = vec![
+            Part {
+                stream: stream.to_owned(),
+                expected: next.checked_sub(1).map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+                events: Vec::new(),
+                ids_given: false,
+            },
+            Part {
+                stream: crate::lifecycle::meta_stream(stream),
+                expected: ExpectedVersion::Any,
+                events: vec![event],
+                ids_given: false,
+            },
+        ];
+        let mut results = self.enqueue_checked(parts, &[stream.to_owned()])?.wait()?;
+        Ok(results.pop().expect("one result per part"))
+    }
+
+    /// Deletes `stream` for good, if its state matches `expected`: a `$tombstone` event is appended to it, and
+    /// from then on reads of it and appends to it fail with `StreamDeleted`, and multi-stream reads and
+    /// subscriptions leave its events out (KurrentDB's hard delete). The name can not be used again.
+    pub fn tombstone(&self, stream: &str, expected: ExpectedVersion) -> Result<AppendResult> {
+        validate_stream_name(stream)?;
+        self.append(stream, expected, &[EventData::new(crate::lifecycle::TOMBSTONE_EVENT_TYPE, Vec::new())])
     }
 
     /// The committed events of `stream` from `from_offset` (`None`, or an offset past the end: its last event)
     /// back to offset 0.
     pub fn read_stream_backwards(&self, stream: &str, from_offset: Option<u64>) -> Result<ReadStreamBackwards> {
         validate_stream_name(stream)?;
-        ReadStreamBackwards::new(self.source(), stream, from_offset)
+        let stop = match self.rules(stream)? {
+            Some(rules) => self.visible_start(stream, rules)?,
+            None => 0,
+        };
+        Ok(ReadStreamBackwards::new(self.source(), stream, from_offset)?.stopping_below(stop))
     }
 
     /// Every committed event of every stream from global position `from_position` on, in position order.
     pub fn read_all(&self, from_position: u64) -> Result<ReadAll> {
         let shared = &self.inner.shared;
-        ReadAll::new(shared.log.clone(), &shared.index, from_position, self.committed())
+        Ok(ReadAll::new(shared.log.clone(), &shared.index, from_position, self.committed())?
+            .with_visibility(self.visibility()))
     }
 
     /// The committed events of every stream of `category` from global position `from_position` on, in
@@ -669,7 +815,8 @@ impl Store {
         category: &str,
         from_position: u64,
     ) -> Result<impl Iterator<Item = Result<RecordedEvent>> + use<>> {
-        ReadIndexed::new(self.source(), Kind::Category, category, from_position, self.committed())
+        Ok(ReadIndexed::new(self.source(), Kind::Category, category, from_position, self.committed())?
+            .with_visibility(self.visibility()))
     }
 
     /// The committed events of type `event_type` (of every stream) from global position `from_position` on,
@@ -691,7 +838,8 @@ impl Store {
         event_type: &str,
         from_position: u64,
     ) -> Result<impl Iterator<Item = Result<RecordedEvent>> + use<>> {
-        ReadIndexed::new(self.source(), Kind::EventType, event_type, from_position, self.committed())
+        Ok(ReadIndexed::new(self.source(), Kind::EventType, event_type, from_position, self.committed())?
+            .with_visibility(self.visibility()))
     }
 
     /// The first committed position whose commit time is at or after `at`; `None` if every committed event is
@@ -749,6 +897,10 @@ impl Store {
         let first_offset = match start {
             Some(start) if start < end => self.first_offset_at_or_after(stream, index.locator_of(start)?)?,
             _ => None,
+        };
+        let first_offset = match (first_offset, self.rules(stream)?) {
+            (Some(first), Some(rules)) => Some(first.max(self.visible_start(stream, rules)?)),
+            (first, _) => first,
         };
         let reader = ReadStream::new(self.source(), stream, first_offset.unwrap_or(u64::MAX))?;
         Ok(reader.stop_before_position(end))
@@ -875,6 +1027,11 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// The committed end of a store's log (for reads made while it opens).
+fn state_end(shared: &Shared) -> u64 {
+    shared.committed.load(Ordering::Acquire)
 }
 
 /// How often a read-only store looks at the writer's `HEAD` for newly durable records.

@@ -154,6 +154,9 @@ pub(crate) struct Shared {
     pub read_only: bool,
     /// Counters for `Store::metrics`.
     pub stats: Stats,
+    /// Some stream has lifecycle metadata or a tombstone: appends check for tombstones, reads for what to
+    /// hide. (False in most stores, which then pay nothing for the lifecycle.)
+    pub lifecycle: std::sync::atomic::AtomicBool,
     pub options: Options,
     pub io: Io,
 }
@@ -476,6 +479,16 @@ impl Writer {
                 Err(err) => return Ok(Outcome::Failed(err)),
             }
         }
+        // A tombstoned stream takes no more events.
+        if self.shared.lifecycle.load(Ordering::Acquire) {
+            for (part, current) in parts.iter().zip(&heads) {
+                match self.tombstoned(current) {
+                    Ok(false) => {}
+                    Ok(true) => return Ok(Outcome::Failed(Error::StreamDeleted { stream: part.stream.clone() })),
+                    Err(err) => return Ok(Outcome::Failed(err)),
+                }
+            }
+        }
         // Check every expectation: one conflict fails the whole transaction.
         for (part, current) in parts.iter().zip(&heads) {
             let actual = current.map(|(offset, _)| offset);
@@ -553,6 +566,22 @@ impl Writer {
         Ok(Some(results))
     }
 
+    /// Whether the stream whose head is `head` ends with a tombstone. (A tombstone staged in this group is found
+    /// too: its head locator points into the buffer, not yet written, and is read from there.)
+    fn tombstoned(&self, head: &Option<(u64, u64)>) -> Result<bool> {
+        let Some((_, locator)) = *head else { return Ok(false) };
+        let (ordinal, at) = crate::log::segment::split_locator(locator);
+        let tombstone = crate::lifecycle::TOMBSTONE_EVENT_TYPE.as_bytes();
+        if ordinal == self.state.active.ordinal() && u64::from(at) >= self.state.write_at {
+            let at = (u64::from(at) - self.state.write_at) as usize;
+            let frame = frame::decode(&self.buffer[at..]).expect("the writer encoded this frame");
+            return Ok(&self.buffer[at..][frame.event_type] == tombstone);
+        }
+        let segment = self.shared.log.segment(ordinal)?;
+        let frame = crate::log::decode_at(&segment, at as usize)?;
+        Ok(&segment.bytes()[at as usize..][frame.event_type] == tombstone)
+    }
+
     /// The id and position of `stream`'s event at `offset`: staged in this group, or committed.
     fn event_at(
         &self,
@@ -623,6 +652,16 @@ impl Writer {
                 self.state.next_position += 1;
                 offset += 1;
             }
+            if part.events.is_empty() {
+                // An expectation-only part (the stream a soft delete is checked against): nothing written.
+                results.push(AppendResult {
+                    first_offset: first.0,
+                    last_offset: first.0,
+                    first_position: first.1,
+                    last_position: first.1,
+                });
+                continue;
+            }
             group.heads.insert(part.stream.as_str(), (offset - 1, prev));
             results.push(AppendResult {
                 first_offset: first.0,
@@ -656,6 +695,16 @@ impl Writer {
             };
             (record, records.get(i + 1).map_or(after_last, |next| next.locator))
         });
+        if !self.shared.lifecycle.load(Ordering::Relaxed) {
+            let governs = |staged: &Staged| {
+                let part = &bodies[staged.txn].0[staged.part];
+                part.stream.starts_with(crate::lifecycle::META_STREAM_PREFIX)
+                    || part.events[staged.event].event_type == crate::lifecycle::TOMBSTONE_EVENT_TYPE
+            };
+            if records.iter().any(governs) {
+                self.shared.lifecycle.store(true, Ordering::Release);
+            }
+        }
         let (committed, next_position) = (&self.shared.committed, self.state.next_position);
         self.shared.index.publish(entries, || committed.store(next_position, Ordering::Release));
         records.clear();

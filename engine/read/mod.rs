@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::index::memtable::Run;
 use crate::index::table::Section;
 use crate::index::{pair_section, Index, Kind, View};
+use crate::lifecycle::Visibility;
 use crate::log::frame::Frame;
 use crate::log::segment::{split_locator, Segment, SEGMENT_HEADER_LEN};
 use crate::log::{decode_at, Log};
@@ -45,7 +46,7 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    fn new(segment: &Segment, at: usize, frame: &Frame) -> Self {
+    pub(crate) fn new(segment: &Segment, at: usize, frame: &Frame) -> Self {
         let bytes = segment.bytes().slice(at..at + frame.len);
         RecordedEvent {
             data: bytes.slice(frame.data.clone()),
@@ -164,6 +165,8 @@ fn read_checked(
 /// Iterator over every committed event in global order, from a position. Returned by
 /// [`Store::read_all`](crate::Store::read_all).
 pub struct ReadAll {
+    /// What a stream's lifecycle hides (none when no stream has metadata or a tombstone).
+    visibility: Option<Visibility>,
     log: Arc<Log>,
     segment: Option<Arc<Segment>>,
     at: usize,
@@ -175,8 +178,15 @@ pub struct ReadAll {
 
 impl ReadAll {
     pub(crate) fn new(log: Arc<Log>, index: &Index, from_position: u64, end_position: u64) -> Result<Self> {
-        let mut reader =
-            ReadAll { log, segment: None, at: 0, next_position: from_position, end_position, segment_end_position: 0 };
+        let mut reader = ReadAll {
+            visibility: None,
+            log,
+            segment: None,
+            at: 0,
+            next_position: from_position,
+            end_position,
+            segment_end_position: 0,
+        };
         if from_position < end_position {
             // The index's sparse positions find the record; at most 63 records are stepped over to reach it.
             let (ordinal, at) = split_locator(index.locator_of(from_position)?);
@@ -196,10 +206,37 @@ impl ReadAll {
     }
 }
 
+impl ReadAll {
+    /// Hides what the streams' lifecycles hide.
+    pub(crate) fn with_visibility(mut self, visibility: Option<Visibility>) -> Self {
+        self.visibility = visibility;
+        self
+    }
+}
+
 impl Iterator for ReadAll {
     type Item = Result<RecordedEvent>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let event = self.next_raw()?;
+            match (&mut self.visibility, event) {
+                (Some(visibility), Ok(event)) => match visibility.shows(&event) {
+                    Ok(true) => return Some(Ok(event)),
+                    Ok(false) => continue,
+                    Err(err) => {
+                        self.end_position = 0;
+                        return Some(Err(err));
+                    }
+                },
+                (_, event) => return Some(event),
+            }
+        }
+    }
+}
+
+impl ReadAll {
+    fn next_raw(&mut self) -> Option<Result<RecordedEvent>> {
         if self.next_position >= self.end_position {
             return None;
         }
@@ -471,6 +508,8 @@ impl Iterator for ReadStream {
 /// Iterator over one stream's events from an offset back to offset 0. Returned by
 /// [`Store::read_stream_backwards`](crate::Store::read_stream_backwards).
 pub struct ReadStreamBackwards {
+    /// Offsets below this are hidden (a stream's lifecycle): the read stops there.
+    stop: u64,
     source: Source,
     stream: String,
     /// The next offset to yield; `None` when done.
@@ -486,6 +525,7 @@ impl ReadStreamBackwards {
         let hash = source.index.hash_of(Kind::Stream, stream);
         let first = head.map(|head| from_offset.map_or(head.last_offset, |from| from.min(head.last_offset)));
         Ok(ReadStreamBackwards {
+            stop: 0,
             source,
             stream: stream.to_owned(),
             next: first,
@@ -496,11 +536,18 @@ impl ReadStreamBackwards {
     }
 }
 
+impl ReadStreamBackwards {
+    pub(crate) fn stopping_below(mut self, stop: u64) -> Self {
+        self.stop = stop;
+        self
+    }
+}
+
 impl Iterator for ReadStreamBackwards {
     type Item = Result<RecordedEvent>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let next = self.next?;
+        let next = self.next.filter(|&next| next >= self.stop)?;
         loop {
             if self.pending.is_empty() && self.more {
                 match self.entries.backward(&self.stream, next, &mut self.pending) {
@@ -552,6 +599,7 @@ impl Iterator for ReadStreamBackwards {
 /// [`Store::read_category`](crate::Store::read_category) and
 /// [`Store::read_event_type`](crate::Store::read_event_type).
 pub struct ReadIndexed {
+    visibility: Option<Visibility>,
     source: Source,
     kind: Kind,
     key: String,
@@ -576,6 +624,7 @@ impl ReadIndexed {
         let (view, active) = source.index.pairs_view(kind, key, from_locator);
         let hash = source.index.hash_of(kind, key);
         Ok(ReadIndexed {
+            visibility: None,
             source,
             kind,
             key: key.to_owned(),
@@ -634,6 +683,12 @@ impl ReadIndexed {
         Ok(!self.pending.is_empty())
     }
 
+    /// Hides what the streams' lifecycles hide.
+    pub(crate) fn with_visibility(mut self, visibility: Option<Visibility>) -> Self {
+        self.visibility = visibility;
+        self
+    }
+
     fn matches(&self, event: &RecordedEvent) -> bool {
         match self.kind {
             Kind::Category => crate::index::hash::category(event.stream(), self.source.index.separator()) == self.key,
@@ -664,7 +719,14 @@ impl Iterator for ReadIndexed {
                 Ok((_, event)) if event.position() >= self.end_position => self.done = true,
                 // Another key with the same hash, or (a table's first entries) before the start.
                 Ok((_, event)) if !self.matches(&event) || event.position() < self.from_position => {}
-                Ok((_, event)) => return Some(Ok(event)),
+                Ok((_, event)) => match self.visibility.as_mut().map_or(Ok(true), |v| v.shows(&event)) {
+                    Ok(true) => return Some(Ok(event)),
+                    Ok(false) => {}
+                    Err(err) => {
+                        self.done = true;
+                        return Some(Err(err));
+                    }
+                },
                 Err(err) => {
                     self.done = true;
                     return Some(Err(err));
