@@ -151,6 +151,28 @@ pub enum Error {
         reason: String,
     },
 
+    /// The erasure key file (`keys/subjects.keys`) is missing, although this store has used erasure keys (the
+    /// log holds the event of `$erasure` that their creation appended, or `keys/` exists). Nothing was
+    /// created: restore `keys/` from a backup of the keys, or open with `Erasure::open_after_key_loss` to
+    /// read every personal value written so far as forgotten.
+    #[error(
+        "the erasure key file {file} is missing, but this store has used erasure keys: restore it from a backup \
+         of the keys, or open with Erasure::open_after_key_loss to read every personal value as forgotten"
+    )]
+    KeyFileMissing {
+        /// The key file that should exist.
+        file: PathBuf,
+    },
+
+    /// A subject id of a personal value is empty or longer than `SUBJECT_BYTES_MAX` (255 bytes).
+    #[error("invalid subject id {subject:?}: {reason}")]
+    InvalidSubject {
+        /// The subject id as given.
+        subject: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// A file was written by a format version this build does not read.
     #[error("{file} uses on-disk format version {found}; this build reads version {supported}")]
     UnsupportedFormat {

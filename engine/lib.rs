@@ -22,6 +22,9 @@
 //! - The typed layer: [`Event`]s with schema versions and [`Upcasters`], [`Aggregate`]s loaded by a
 //!   [`Repository`] from snapshots and events, and [`Projection`]s kept up to date by a [`ProjectionRunner`]
 //!   that checkpoints its state and position together (exactly once).
+//! - Erasure (GDPR) by crypto-shredding: [`Personal`] fields are sealed with a key per subject, kept by an
+//!   [`Erasure`] in `keys/`; [`Erasure::forget`] destroys a subject's key, and its fields then read as
+//!   forgotten while every event keeps its position, offset and id.
 //!
 //! ```
 //! use annals::{EventData, ExpectedVersion, Store};
@@ -90,9 +93,10 @@ pub use crate::subscription::{
 pub use crate::es::codec::JsonCodec;
 pub use crate::es::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
 pub use crate::es::{
-    split_event_type, Aggregate, Event, EventCodec, EventError, Loaded, Projection, ProjectionOptions,
-    ProjectionRunner, Repository, RepositoryError, Saved, SnapshotPolicy, Upcasters, PROJECTION_EVENT_TYPE,
-    PROJECTION_STREAM_PREFIX,
+    split_event_type, Aggregate, Erasure, Event, EventCodec, EventError, Loaded, Personal, Projection,
+    ProjectionOptions, ProjectionRunner, Repository, RepositoryError, Saved, SnapshotPolicy, Upcasters,
+    ERASURE_EVENT_TYPE, ERASURE_STREAM, KEYS_DIR, KEY_FILE, KEY_FILE_FORMAT_VERSION, PROJECTION_EVENT_TYPE,
+    PROJECTION_STREAM_PREFIX, SUBJECT_BYTES_MAX,
 };
 pub use crate::snapshot::{
     SkipReason, SkippedSnapshot, Snapshot, SnapshotOptions, SnapshotSearch, SNAPSHOTS_KEPT_DEFAULT,

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::es::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
+use crate::es::erasure::Erasure;
 use crate::{EventData, RecordedEvent};
 
 /// A typed domain event: a serde type (usually an enum with one variant per event type) with a schema
@@ -285,6 +286,8 @@ enum UpcastError {
 pub struct EventCodec<E: Event, C: Codec = BincodeCodec> {
     codec: C,
     upcasters: Upcasters<E, C>,
+    /// The key store that [`Personal`](crate::Personal) fields are sealed and opened with, if any.
+    pub(super) erasure: Option<Erasure>,
 }
 
 impl<E: Event, C: Codec + Default> Default for EventCodec<E, C> {
@@ -295,7 +298,11 @@ impl<E: Event, C: Codec + Default> Default for EventCodec<E, C> {
 
 impl<E: Event, C: Codec + fmt::Debug> fmt::Debug for EventCodec<E, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventCodec").field("codec", &self.codec).field("upcasters", &self.upcasters).finish()
+        f.debug_struct("EventCodec")
+            .field("codec", &self.codec)
+            .field("upcasters", &self.upcasters)
+            .field("erasure", &self.erasure)
+            .finish()
     }
 }
 
@@ -307,7 +314,49 @@ impl<E: Event, C: Codec> EventCodec<E, C> {
     pub fn new(codec: C) -> Self {
         let upcasters = E::upcasters::<C>();
         upcasters.check_chain();
-        EventCodec { codec, upcasters }
+        EventCodec { codec, upcasters, erasure: None }
+    }
+
+    /// Seals and opens the [`Personal`](crate::Personal) fields of events with `erasure`'s keys. Without it
+    /// (the default), an event with a personal field fails to encode and to decode, unless the call runs
+    /// inside an [`Erasure::scope`].
+    ///
+    /// ```
+    /// use annals::{Erasure, Event, EventCodec, EventError, Personal, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path()).unwrap();
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// enum Signup { SignedUp { email: Personal<String> } }
+    /// impl Event for Signup {}
+    ///
+    /// let event = Signup::SignedUp { email: Personal::new("user-1", "ada@example.com".into()) };
+    /// let plain = EventCodec::<Signup>::default();
+    /// assert!(matches!(plain.encode(&event), Err(EventError::Encode { .. })), "no key store: nothing in the clear");
+    /// let sealed = EventCodec::<Signup>::default().with_erasure(Erasure::open(&store).unwrap());
+    /// assert_eq!(sealed.encode(&event).unwrap().event_type(), "SignedUp");
+    /// ```
+    pub fn with_erasure(mut self, erasure: Erasure) -> Self {
+        self.erasure = Some(erasure);
+        self
+    }
+
+    /// The key store given with [`with_erasure`](Self::with_erasure).
+    ///
+    /// ```
+    /// # #[derive(serde::Serialize, serde::Deserialize)] enum Ping { Ping }
+    /// # impl annals::Event for Ping {}
+    /// assert!(annals::EventCodec::<Ping>::default().erasure().is_none());
+    /// ```
+    pub fn erasure(&self) -> Option<&Erasure> {
+        self.erasure.as_ref()
+    }
+
+    /// Runs `f` inside the key store's scope, if there is one.
+    pub(super) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.erasure {
+            Some(erasure) => erasure.scope(f),
+            None => f(),
+        }
     }
 
     /// The codec that writes.
@@ -316,7 +365,21 @@ impl<E: Event, C: Codec> EventCodec<E, C> {
     }
 
     /// Encodes `event` as an [`EventData`] ready to append, tagged with its name, version and codec.
+    ///
+    /// Errors: `Encode` if the codec refuses the event; `Erasure` if a personal field of a new subject needed a
+    /// key and the key file could not be written (see [`Erasure`]).
     pub fn encode(&self, event: &E) -> Result<EventData, EventError> {
+        let Some(erasure) = &self.erasure else { return self.encode_in_scope(event) };
+        let (encoded, failure) = erasure.scope_reporting(|| self.encode_in_scope(event));
+        match (encoded, failure) {
+            (Err(EventError::Encode { event_type, .. }), Some(source)) => {
+                Err(EventError::Erasure { event_type, source })
+            }
+            (encoded, _) => encoded,
+        }
+    }
+
+    fn encode_in_scope(&self, event: &E) -> Result<EventData, EventError> {
         let name = event.name();
         debug_assert_eq!(split_event_type(name), (name, 1), "an event name must not end in .v<digits>");
         let data = self.codec.encode(event).map_err(|source| EventError::Encode { event_type: name, source })?;
@@ -327,8 +390,13 @@ impl<E: Event, C: Codec> EventCodec<E, C> {
     ///
     /// Errors: the payload is not an `E` (`Decode`), its version is newer than this build's
     /// (`NewerVersion`) or older than the oldest upcaster (`NoUpcaster`), or it decodes as an event whose
-    /// name differs from the stored type (`TypeMismatch`).
+    /// name differs from the stored type (`TypeMismatch`). A personal field whose subject was forgotten is
+    /// no error: it decodes as [`Personal::forgotten`](crate::Personal::forgotten).
     pub fn decode(&self, recorded: &RecordedEvent) -> Result<E, EventError> {
+        self.in_scope(|| self.decode_in_scope(recorded))
+    }
+
+    fn decode_in_scope(&self, recorded: &RecordedEvent) -> Result<E, EventError> {
         let stored = recorded.event_type();
         let (name, version) = split_event_type(stored);
         let location = || (recorded.stream().to_owned(), recorded.offset(), stored.to_owned());
@@ -424,6 +492,16 @@ pub enum EventError {
         event_type: String,
         /// The oldest version that can be read.
         oldest: u32,
+    },
+    /// A personal field of a new subject needed a key, and the key store could not make it durably (the key
+    /// file could not be written, or the [`Erasure`] is poisoned or read-only), or its subject id is invalid.
+    /// Nothing was encoded.
+    #[error("could not seal a personal field of a {event_type} event: {source}")]
+    Erasure {
+        /// The event's name.
+        event_type: &'static str,
+        /// The key store's error.
+        source: crate::Error,
     },
     /// The payload decodes, but as an event of another name than the stored type.
     #[error("event {offset} of stream {stream:?} is stored as {event_type} but decodes as a {decoded} event")]

@@ -18,11 +18,16 @@
 
 mod aggregate;
 pub(crate) mod codec;
+mod erasure;
 mod event;
 mod projection;
 mod repository;
 
 pub use self::aggregate::{Aggregate, Loaded, SnapshotPolicy};
+pub use self::erasure::{
+    Erasure, Personal, ERASURE_EVENT_TYPE, ERASURE_STREAM, KEYS_DIR, KEY_FILE, KEY_FILE_FORMAT_VERSION,
+    SUBJECT_BYTES_MAX,
+};
 pub use self::event::{split_event_type, Event, EventCodec, EventError, Upcasters};
 pub use self::projection::{
     Projection, ProjectionOptions, ProjectionRunner, PROJECTION_EVENT_TYPE, PROJECTION_STREAM_PREFIX,
@@ -101,6 +106,8 @@ mod tests {
         send_sync::<EventCodec<Every>>();
         send_sync::<Upcasters<Every>>();
         send_sync::<crate::Snapshot>();
+        send_sync::<Erasure>();
+        send_sync::<Personal<String>>();
     }
 
     #[test]

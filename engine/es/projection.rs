@@ -16,6 +16,7 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::erasure::Erasure;
 use super::event::{Event, EventCodec};
 use crate::es::codec::{decode_tagged, BincodeCodec, Codec};
 use crate::subscription::{Filter, SubscribeFrom, Subscription, SubscriptionMessage, Wait};
@@ -148,8 +149,55 @@ impl<P: Projection> ProjectionRunner<P> {
     ///
     /// Errors: `InvalidCheckpoint` for a bad name or a checkpoint that does not decode as `P`; read errors.
     pub fn start(store: &Store, name: &str, options: ProjectionOptions) -> Result<Self> {
+        Self::start_inner(store, name, options, EventCodec::default())
+    }
+
+    /// Like [`start`](Self::start), and seals and opens the [`Personal`](crate::Personal) fields of the events
+    /// and of the state (in its checkpoints) with `erasure`'s keys. After a subject is forgotten, its fields
+    /// in the events read as forgotten; values the state already holds are written as forgotten by the next
+    /// checkpoint (they read as forgotten after a restart), and [`rebuild`](Self::rebuild) drops them at once.
+    ///
+    /// ```
+    /// use annals::{Erasure, Event, EventCodec, ExpectedVersion, Filter, Personal, Projection, ProjectionRunner};
+    /// use annals::{RecordedEvent, Store};
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// enum MemberEvent { Joined { name: Personal<String> } }
+    /// impl Event for MemberEvent {}
+    ///
+    /// /// The members' names, as a list.
+    /// #[derive(Serialize, Deserialize, Default)]
+    /// struct Members { names: Vec<Personal<String>> }
+    /// impl Projection for Members {
+    ///     type Event = MemberEvent;
+    ///     fn filter() -> Filter { Filter::Category("member".into()) }
+    ///     fn apply(&mut self, MemberEvent::Joined { name }: MemberEvent, _: &RecordedEvent) { self.names.push(name) }
+    /// }
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path()).unwrap();
+    /// let erasure = Erasure::open(&store).unwrap();
+    /// let members = ProjectionRunner::<Members>::start_with_erasure(&store, "members", Default::default(), erasure.clone())
+    ///     .unwrap();
+    /// let events = EventCodec::<MemberEvent>::default().with_erasure(erasure.clone());
+    /// let joined = events.encode(&MemberEvent::Joined { name: Personal::new("member-1", "Ada".into()) }).unwrap();
+    /// let appended = store.append("member-1", ExpectedVersion::Any, &[joined]).unwrap();
+    /// members.wait_for(appended.last_position).unwrap();
+    /// assert_eq!(members.state().names[0].value().map(String::as_str), Some("Ada"));
+    /// members.stop().unwrap();
+    /// ```
+    pub fn start_with_erasure(store: &Store, name: &str, options: ProjectionOptions, erasure: Erasure) -> Result<Self> {
+        Self::start_inner(store, name, options, EventCodec::default().with_erasure(erasure))
+    }
+
+    fn start_inner(
+        store: &Store,
+        name: &str,
+        options: ProjectionOptions,
+        events: EventCodec<P::Event>,
+    ) -> Result<Self> {
         let stream = projection_stream(name)?;
-        let (state, position) = Self::saved(store, name)?;
+        let (state, position) = events.in_scope(|| Self::saved(store, name))?;
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             state: RwLock::new(state),
@@ -165,7 +213,7 @@ impl<P: Projection> ProjectionRunner<P> {
             store: store.clone(),
             stream,
             options: ProjectionOptions { checkpoint_every_events: options.checkpoint_every_events.max(1), ..options },
-            events: EventCodec::default(),
+            events,
             subscription,
             applied_since_checkpoint: 0,
             first_unsaved: None,
@@ -179,7 +227,8 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// The state and position the projection `name` last checkpointed (an empty state and `None` if it never
     /// did): what [`start`](Self::start) resumes from. The state is exactly the fold of every matching event at
-    /// or before that position.
+    /// or before that position. A state with [`Personal`](crate::Personal) fields decodes only inside an
+    /// [`Erasure::scope`].
     pub fn saved(store: &Store, name: &str) -> Result<(P, Option<u64>)> {
         let stream = projection_stream(name)?;
         match store.read_stream_backwards(&stream, None)?.next() {
@@ -385,7 +434,7 @@ impl<P: Projection> Worker<P> {
     }
 
     fn save(&mut self, position: Option<u64>) -> Result<()> {
-        let data = encode_checkpoint(&*self.shared.state.read(), position)?;
+        let data = self.events.in_scope(|| encode_checkpoint(&*self.shared.state.read(), position))?;
         self.store.append(&self.stream, ExpectedVersion::Any, &[EventData::new(PROJECTION_EVENT_TYPE, data)])?;
         self.applied_since_checkpoint = 0;
         self.first_unsaved = None;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::aggregate::{Aggregate, Loaded, SnapshotPolicy};
+use super::erasure::Erasure;
 use super::event::{EventCodec, EventError};
 use crate::es::codec::{decode_tagged, BincodeCodec, Codec, CodecError};
 use crate::snapshot::{SkipReason, SkippedSnapshot, SnapshotOptions};
@@ -163,6 +164,45 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
         Repository { store, events: EventCodec::new(codec), policy: SnapshotPolicy::default() }
     }
 
+    /// Seals and opens the [`Personal`](crate::Personal) fields of the aggregate's events, and of its state in
+    /// snapshots, with `erasure`'s keys (see [`EventCodec::with_erasure`]). After a subject is forgotten its
+    /// fields load as forgotten, from events and snapshots alike.
+    ///
+    /// ```
+    /// use annals::{Aggregate, Erasure, Event, Loaded, Personal, Repository, Store};
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize, Debug)]
+    /// enum PatientEvent { Admitted { name: Personal<String> } }
+    /// impl Event for PatientEvent {}
+    ///
+    /// #[derive(Serialize, Deserialize, Default)]
+    /// struct Patient { name: Option<Personal<String>> }
+    /// impl Aggregate for Patient {
+    ///     type Event = PatientEvent;
+    ///     type Error = String;
+    ///     const CATEGORY: &'static str = "patient";
+    ///     fn apply(&mut self, PatientEvent::Admitted { name }: &PatientEvent) { self.name = Some(name.clone()) }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let erasure = Erasure::open(&store)?;
+    /// let patients = Repository::<Patient>::new(store).with_erasure(erasure.clone());
+    /// let admitted = PatientEvent::Admitted { name: Personal::new("patient-1", "Ada".into()) };
+    /// patients.save(&mut Loaded::new(1), vec![admitted])?;
+    ///
+    /// erasure.forget("patient-1")?;
+    /// let patient = patients.load(1)?; // still loads: the name reads as forgotten
+    /// assert!(patient.state().name.as_ref().is_some_and(Personal::is_forgotten));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_erasure(mut self, erasure: Erasure) -> Self {
+        self.events.erasure = Some(erasure);
+        self
+    }
+
     /// Sets when snapshots are written.
     ///
     /// # Panics
@@ -312,7 +352,7 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
             return Err("an aggregate that was never saved has no snapshot".into());
         };
         let mut state = vec![C::ID];
-        state.extend(self.events.codec().encode(&loaded.state)?);
+        state.extend(self.events.in_scope(|| self.events.codec().encode(&loaded.state))?);
         let options = SnapshotOptions { schema_version: A::SNAPSHOT_VERSION, keep_last: self.policy.keep_last };
         self.store.write_snapshot_with(&loaded.stream, version, &state, options)?;
         Ok(())
@@ -325,6 +365,6 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
                 cause: "the state is empty, without a codec id".into(),
             });
         };
-        decode_tagged(self.events.codec(), codec_id, bytes)
+        self.events.in_scope(|| decode_tagged(self.events.codec(), codec_id, bytes))
     }
 }
