@@ -351,10 +351,19 @@ impl<E: Event, C: Codec> EventCodec<E, C> {
         self.erasure.as_ref()
     }
 
-    /// Runs `f` inside the key store's scope, if there is one.
+    /// Runs `f`, which encodes, inside the key store's scope, if there is one.
     pub(super) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.erasure {
             Some(erasure) => erasure.scope(f),
+            None => f(),
+        }
+    }
+
+    /// Runs `f`, which decodes one value (an event, a state), inside the key store's scope for one read, if
+    /// there is one: each subject's fields all read as of one moment.
+    pub(super) fn in_scope_for_one_read<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.erasure {
+            Some(erasure) => erasure.scope_for_one_read(f),
             None => f(),
         }
     }
@@ -391,9 +400,11 @@ impl<E: Event, C: Codec> EventCodec<E, C> {
     /// Errors: the payload is not an `E` (`Decode`), its version is newer than this build's
     /// (`NewerVersion`) or older than the oldest upcaster (`NoUpcaster`), or it decodes as an event whose
     /// name differs from the stored type (`TypeMismatch`). A personal field whose subject was forgotten is
-    /// no error: it decodes as [`Personal::forgotten`](crate::Personal::forgotten).
+    /// no error: it decodes as [`Personal::forgotten`](crate::Personal::forgotten). A decode that runs while
+    /// a subject is forgotten reads all of that subject's fields in the event from one moment: every one of
+    /// them as its value, or every one as forgotten.
     pub fn decode(&self, recorded: &RecordedEvent) -> Result<E, EventError> {
-        self.in_scope(|| self.decode_in_scope(recorded))
+        self.in_scope_for_one_read(|| self.decode_in_scope(recorded))
     }
 
     fn decode_in_scope(&self, recorded: &RecordedEvent) -> Result<E, EventError> {

@@ -197,7 +197,7 @@ impl<P: Projection> ProjectionRunner<P> {
         events: EventCodec<P::Event>,
     ) -> Result<Self> {
         let stream = projection_stream(name)?;
-        let (state, position) = events.in_scope(|| Self::saved(store, name))?;
+        let (state, position) = events.in_scope_for_one_read(|| Self::saved(store, name))?;
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             state: RwLock::new(state),

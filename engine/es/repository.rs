@@ -365,6 +365,6 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
                 cause: "the state is empty, without a codec id".into(),
             });
         };
-        self.events.in_scope(|| decode_tagged(self.events.codec(), codec_id, bytes))
+        self.events.in_scope_for_one_read(|| decode_tagged(self.events.codec(), codec_id, bytes))
     }
 }

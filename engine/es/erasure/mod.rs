@@ -17,7 +17,7 @@ mod personal;
 mod sealed;
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -421,19 +421,31 @@ impl Erasure {
     /// assert!(BincodeCodec.encode(&email).is_err(), "outside a scope there is no key store");
     /// ```
     pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.scope_reporting(f).0
+        self.run_in_scope(None, f).0
     }
 
     /// [`scope`](Self::scope), and the first key-store error (creating a key) that a seal inside met, which
     /// serde can only pass on as text.
     pub(crate) fn scope_reporting<R>(&self, f: impl FnOnce() -> R) -> (R, Option<Error>) {
+        self.run_in_scope(None, f)
+    }
+
+    /// [`scope`](Self::scope) for one decode of the typed layer (an event, a state): each subject's key is
+    /// looked up once, so a forget that lands in the middle leaves the whole value read before it, never
+    /// some fields of a subject forgotten and others not.
+    pub(crate) fn scope_for_one_read<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.run_in_scope(Some(BTreeMap::new()), f).0
+    }
+
+    fn run_in_scope<R>(&self, keys_seen: Option<KeysSeen>, f: impl FnOnce() -> R) -> (R, Option<Error>) {
         struct Restore(Option<Scope>);
         impl Drop for Restore {
             fn drop(&mut self) {
                 SCOPE.set(self.0.take());
             }
         }
-        let _restore = Restore(SCOPE.replace(Some(Scope { erasure: self.clone(), failure: None })));
+        let scope = Scope { erasure: self.clone(), failure: None, keys_seen };
+        let _restore = Restore(SCOPE.replace(Some(scope)));
         let result = f();
         let failure = SCOPE.with_borrow_mut(|scope| scope.as_mut().and_then(|scope| scope.failure.take()));
         (result, failure)
@@ -534,7 +546,8 @@ impl Inner {
         Ok(self.keys.read().get(subject).expect("just added, under the write lock").clone())
     }
 
-    /// The key of `subject` if it is still `id`: `None` once that key was destroyed.
+    /// The key of `subject` if it is still `id`: `None` once that key was destroyed. For sealing again; reads
+    /// go through [`key_for_opening`].
     fn key_with_id(&self, subject: &str, id: &KeyId) -> Option<SubjectKey> {
         self.keys.read().get(subject).filter(|key| key.id == *id).cloned()
     }
@@ -563,7 +576,11 @@ struct Scope {
     erasure: Erasure,
     /// The first error a seal met that serde could pass on only as text.
     failure: Option<Error>,
+    /// In a scope for one read: the key (or the absence of one) of each subject met so far.
+    keys_seen: Option<KeysSeen>,
 }
+
+type KeysSeen = BTreeMap<String, Option<SubjectKey>>;
 
 thread_local! {
     static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
@@ -572,6 +589,20 @@ thread_local! {
 /// The key store of the innermost [`Erasure::scope`] on this thread.
 fn current() -> Option<Erasure> {
     SCOPE.with_borrow(|scope| scope.as_ref().map(|scope| scope.erasure.clone()))
+}
+
+/// The key to open a value of `subject` sealed under key `id` with, from the current scope's key store: `None`
+/// if that key was destroyed. `Err` outside a scope.
+fn key_for_opening(subject: &str, id: &KeyId) -> Result<Option<SubjectKey>, ()> {
+    SCOPE.with_borrow_mut(|scope| {
+        let Scope { erasure, keys_seen, .. } = scope.as_mut().ok_or(())?;
+        let look_up = || erasure.inner.keys.read().get(subject).cloned();
+        let key = match keys_seen {
+            Some(seen) => seen.entry(subject.to_owned()).or_insert_with(look_up).clone(),
+            None => look_up(),
+        };
+        Ok(key.filter(|key| key.id == *id))
+    })
 }
 
 /// Keeps `error` for [`Erasure::scope_reporting`] (the first one wins).

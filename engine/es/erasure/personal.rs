@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::key_file::KeyId;
 use super::sealed::{self, Parsed, ERASED};
-use super::{check_subject, current, report, Erasure};
+use super::{check_subject, current, key_for_opening, report, Erasure};
 use crate::es::codec::{BincodeCodec, Codec};
 use crate::Error;
 
@@ -223,10 +223,9 @@ fn open<T: DeserializeOwned>(subject: String, sealed: &[u8]) -> Result<Personal<
         Ok(Parsed::Sealed { key_id, rest }) => (key_id, rest),
         Err(reason) => return Err(format!("the personal value of subject {subject:?}: {reason}")),
     };
-    let erasure = current().ok_or(NO_KEY_STORE)?;
     // IMPORTANT: the key is copied out under the read lock and used after it: a forget that removes it
     // meanwhile leaves this read with the value, the one before or after it with the marker, never half.
-    let Some(key) = erasure.inner.key_with_id(&subject, &key_id) else {
+    let Some(key) = key_for_opening(&subject, &key_id).map_err(|()| NO_KEY_STORE)? else {
         return Ok(Personal::forgotten(subject));
     };
     let plaintext = sealed::open(&key, &subject, rest).map_err(|()| {
