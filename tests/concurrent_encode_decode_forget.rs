@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use annals::{Erasure, EventCodec, ExpectedVersion, Store};
+use annals::{Erasure, EventCodec, ExpectedVersion};
 use erasure_support::*;
 
 const SUBJECTS: u64 = 12;
@@ -33,9 +33,7 @@ fn check(n: u64, event: &CustomerEvent) -> bool {
 
 #[test]
 fn decodes_racing_forgets_see_the_value_or_the_marker_and_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let erasure = Erasure::open(&store).unwrap();
+    let (_dir, store, erasure) = fresh();
     let codec = Arc::new(codec(&erasure));
     for n in 0..SUBJECTS {
         append(&store, &codec, n, &[registered(n), registered(n)]);
@@ -119,9 +117,7 @@ fn decodes_racing_forgets_see_the_value_or_the_marker_and_nothing_else() {
 
 #[test]
 fn concurrent_first_uses_of_new_subjects_all_get_durable_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let erasure = Erasure::open(&store).unwrap();
+    let (_dir, store, erasure) = fresh();
     let codec: EventCodec<CustomerEvent> = codec(&erasure);
     std::thread::scope(|scope| {
         for thread in 0..4u64 {
