@@ -133,7 +133,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// Another `Store` (in this or another process) holds the directory's lock.
+    /// Another `Store` (in this or another process) holds the directory's lock; or, with `dir` the store's
+    /// `keys/`, another `Erasure` of the store is open (share clones of one instead).
     #[error("the store at {dir} is locked by another open store")]
     Locked {
         /// The directory.
