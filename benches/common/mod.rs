@@ -61,9 +61,14 @@ impl EventSource {
     }
 
     pub fn event(&mut self) -> EventData {
+        self.event_of_type(EVENT_TYPE)
+    }
+
+    /// The same event with another type (W10 mixes types so that a type filter has something to skip).
+    pub fn event_of_type(&mut self, event_type: &str) -> EventData {
         let mut payload = vec![0u8; PAYLOAD_BYTES];
         self.rng.fill(&mut payload);
-        EventData::new(EVENT_TYPE, payload).with_id(Uuid::from_u128(self.rng.u128(..)))
+        EventData::new(event_type, payload).with_id(Uuid::from_u128(self.rng.u128(..)))
     }
 }
 
