@@ -27,6 +27,8 @@ pub fn order_name(n: u64) -> String {
 #[derive(Debug, Clone)]
 pub struct Event {
     pub id: [u8; 16],
+    /// [`EVENT_TYPE`] in every workload but W10, which mixes types so that a type filter has something to skip.
+    pub event_type: &'static str,
     pub data: Bytes,
 }
 
@@ -56,7 +58,7 @@ impl EventSource {
     pub fn event_of(&mut self, bytes: usize) -> Event {
         let mut payload = vec![0u8; bytes];
         self.rng.fill(&mut payload);
-        Event { id: self.rng.u128(..).to_be_bytes(), data: Bytes::from(payload) }
+        Event { id: self.rng.u128(..).to_be_bytes(), event_type: EVENT_TYPE, data: Bytes::from(payload) }
     }
 
     pub fn pending(&mut self, stream: u64) -> Pending {

@@ -11,12 +11,16 @@
 //! then reads W4 and W5 from the recovered store, closes it cleanly and times W6. M1 loads and measures in
 //! child processes too, so that the parent's heap does not blur the resident-memory figure, and so do W9's
 //! load and reopen (`w9.rs`). PostgreSQL, a server, is crashed with an immediate shutdown instead.
+//!
+//! W10 (`w10.rs`) runs its live part in turns like W2, for the engines that can follow commits, and its
+//! catch-up on W3's store right after W4.
 
 mod chart;
 mod engines;
 mod event;
 mod limits;
 mod report;
+mod w10;
 mod w8;
 mod w9;
 mod workloads;
@@ -30,13 +34,13 @@ use serde_json::{json, Value};
 
 use crate::engines::Engine;
 use crate::event::Pending;
-use crate::workloads::{Measurement, Sizes};
+use crate::workloads::{Measurement, Sizes, Tally};
 
 /// Errors are reported, not handled: a boxed error with its message is all the harness needs.
 pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
 
 /// Every workload this harness runs, in table order.
-const WORKLOADS: [&str; 10] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "M1", "W8", "W9"];
+const WORKLOADS: [&str; 11] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "M1", "W8", "W9", "W10"];
 
 // TODO(W8 peers): W8 runs for annals only, through `Repository` (see `w8.rs`). The peers would need the same
 // aggregate and a snapshot table of their own (latest snapshot by stream, then the events after it) before W8
@@ -61,7 +65,7 @@ fn usage() -> ! {
          \n  --out DIR       where results.md, results.jsonl and chart.png go (default compare/results)\
          \n  --scale F       multiply every event count by F (default 1.0; 0.1 for a quick run)\
          \n  --only NAMES    comma-separated engines (annals, sqlite, postgres, fjall, redb) and/or workloads\
-         \n                  (W1..W9, M1) to run; W4-W7 need W3's load, which then runs too\
+         \n                  (W1..W10, M1) to run; W4-W7 and W10 need W3's load, which then runs too\
          \n  --data-dir DIR  where the stores are created (default the system temporary directory; use the\
          \n                  disk you want to measure)\
          \n  --skip-limits   do not measure the machine's limits (for profiling a workload; the report then has\
@@ -179,39 +183,48 @@ fn run(args: &Args) -> Result<()> {
 
     // The machine is shared and noisy, so the engines take turns: W1 and W2 slice by slice (see
     // `workloads::W1_SLICES`), the rest workload by workload, never one engine's whole run after another's.
+    let all: Vec<&dyn Engine> = engines.iter().map(|engine| engine.as_ref()).collect();
     let mut measurements = Vec::new();
     if wanted("W1") {
         let events = workloads::w1_events(&sizes);
         let slices: Vec<&[Pending]> = events.chunks(events.len().div_ceil(workloads::W1_SLICES)).collect();
-        let found =
-            interleaved(&engines, scratch.path(), "W1", slices.len(), start, &mut notes, |store, slice, total| {
-                workloads::w1_slice(store, slices[slice], total)
-            });
+        let found = interleaved(&all, scratch.path(), "W1", slices.len(), start, &mut notes, |store, slice, total| {
+            workloads::w1_slice(store, slices[slice], total)
+        });
         measurements.extend(found);
     }
     if wanted("W2") {
         let events = workloads::w2_events(&sizes);
-        let per_slice = events[0].len().div_ceil(workloads::W2_SLICES);
-        let slices: Vec<Vec<&[Pending]>> = (0..workloads::W2_SLICES)
-            .map(|slice| {
-                events
-                    .iter()
-                    .map(|mine| &mine[(slice * per_slice).min(mine.len())..((slice + 1) * per_slice).min(mine.len())])
-                    .collect()
-            })
-            .collect();
+        let slices = slice_threads(&events, workloads::W2_SLICES);
+        let found = interleaved(&all, scratch.path(), "W2", slices.len(), start, &mut notes, |store, slice, total| {
+            workloads::w2_slice(store, &slices[slice], total)
+        });
+        measurements.extend(found);
+    }
+    if wanted("W10") {
+        let subscribing: Vec<&dyn Engine> = all.iter().copied().filter(|engine| engine.subscribes()).collect();
+        for engine in all.iter().filter(|engine| !engine.subscribes()) {
+            notes.push(format!(
+                "{} W10: not run; WORKLOADS.md's W10 peers are PostgreSQL (LISTEN/NOTIFY) and SQLite (polled)",
+                engine.name()
+            ));
+        }
+        let (alone, subscribed) = (w10::events(&sizes, 0), w10::events(&sizes, 1));
+        let (alone, subscribed) = (slice_threads(&alone, w10::SLICES), slice_threads(&subscribed, w10::SLICES));
         let found =
-            interleaved(&engines, scratch.path(), "W2", slices.len(), start, &mut notes, |store, slice, total| {
-                workloads::w2_slice(store, &slices[slice], total)
+            interleaved(&subscribing, scratch.path(), "W10", w10::SLICES, start, &mut notes, |store, slice, total| {
+                w10::slice(store, &alone[slice], &subscribed[slice], slice, total)
             });
         measurements.extend(found);
     }
-    if ["W3", "W4", "W5", "W6", "W7"].iter().any(|workload| wanted(workload)) {
+    if ["W3", "W4", "W5", "W6", "W7", "W10"].iter().any(|workload| wanted(workload)) {
         for engine in &engines {
             let dir = scratch.path().join(engine.name()).join("W3");
             match after_bulk_load(engine.as_ref(), &dir, &sizes, args, &wanted, start) {
                 Ok((found, errors)) => {
-                    measurements.extend(found.into_iter().map(|measurement| report_one(start, measurement)));
+                    for measurement in found {
+                        absorb(&mut measurements, report_one(start, measurement));
+                    }
                     for (workload, err) in errors {
                         failed(&mut notes, engine.as_ref(), workload, &err);
                     }
@@ -262,6 +275,32 @@ fn run(args: &Args) -> Result<()> {
 
 type WorkloadFn = fn(&str, &dyn engines::Store, &Sizes) -> Result<Measurement>;
 
+/// Cuts each thread's events into `slices` consecutive slices: `[slice][thread]`.
+fn slice_threads(events: &[Vec<Pending>], slices: usize) -> Vec<Vec<&[Pending]>> {
+    let per_slice = events[0].len().div_ceil(slices);
+    (0..slices)
+        .map(|slice| {
+            events
+                .iter()
+                .map(|mine| &mine[(slice * per_slice).min(mine.len())..((slice + 1) * per_slice).min(mine.len())])
+                .collect()
+        })
+        .collect()
+}
+
+/// Adds `part` to the results, into the engine's measurement of the same workload if there is one (W10's
+/// catch-up joins its live figures): fields already there are kept.
+fn absorb(measurements: &mut Vec<Measurement>, part: Measurement) {
+    match measurements.iter_mut().find(|m| m.engine == part.engine && m.workload == part.workload) {
+        Some(existing) => {
+            for (key, value) in part.extra {
+                existing.extra.entry(key).or_insert(value);
+            }
+        }
+        None => measurements.push(part),
+    }
+}
+
 fn report_one(start: Instant, measurement: Measurement) -> Measurement {
     progress(
         start,
@@ -279,22 +318,22 @@ fn report_one(start: Instant, measurement: Measurement) -> Measurement {
 
 /// Runs `slices` slices of a durable workload on every engine in turn, each engine on a fresh store that stays
 /// open across its slices. An engine that fails is dropped from the rest of the workload.
-fn interleaved(
-    engines: &[Box<dyn Engine>],
+fn interleaved<'e, T: Tally>(
+    engines: &[&'e dyn Engine],
     scratch: &Path,
     workload: &'static str,
     slices: usize,
     start: Instant,
     notes: &mut Vec<String>,
-    run: impl Fn(&dyn engines::Store, usize, &mut workloads::Durable) -> Result<()>,
+    run: impl Fn(&dyn engines::Store, usize, &mut T) -> Result<()>,
 ) -> Vec<Measurement> {
     /// An engine's store during the workload, and what its slices add up to so far.
-    type Open<'a> = (&'a dyn Engine, PathBuf, Box<dyn engines::Store>, workloads::Durable);
-    let mut open: Vec<Open<'_>> = Vec::new();
-    for engine in engines {
+    type Open<'e, T> = (&'e dyn Engine, PathBuf, Box<dyn engines::Store>, T);
+    let mut open: Vec<Open<'e, T>> = Vec::new();
+    for &engine in engines {
         let dir = scratch.join(engine.name()).join(workload);
         match engine.open(&dir) {
-            Ok(store) => open.push((engine.as_ref(), dir, store, workloads::Durable::default())),
+            Ok(store) => open.push((engine, dir, store, T::default())),
             Err(err) => note_failure(notes, start, engine.name(), workload, &err),
         }
     }
@@ -364,12 +403,22 @@ fn after_bulk_load(
     progress(start, &format!("{} W7 (open after the kill)", engine.name()));
     let (store, elapsed) = workloads::open_and_probe(engine, dir, sizes)?;
     found.push(Measurement::new(engine.name(), "W7", elapsed.as_secs_f64() * 1e3, "ms"));
+    // W10's catch-up is held against W4's scan of the same store, so W10 runs W4 too.
+    let w10 = wanted("W10") && engine.subscribes();
     for (workload, run) in [("W4", workloads::w4 as WorkloadFn), ("W5", workloads::w5)] {
-        if wanted(workload) {
+        if wanted(workload) || (workload == "W4" && w10) {
             progress(start, &format!("{} {workload}", engine.name()));
             match run(engine.name(), store.as_ref(), sizes) {
                 Ok(measurement) => found.push(measurement),
                 Err(err) => errors.push((workload, err.to_string())),
+            }
+        }
+        if workload == "W4" && w10 {
+            progress(start, &format!("{} W10 catch-up", engine.name()));
+            let w4 = found.iter().find(|m| m.workload == "W4").map(|m| m.value);
+            match w10::catch_up(engine.name(), store.as_ref(), sizes, w4) {
+                Ok(measurement) => found.push(measurement),
+                Err(err) => errors.push(("W10", err.to_string())),
             }
         }
     }

@@ -30,7 +30,7 @@ pub struct Row {
     pub limit: Option<&'static str>,
 }
 
-pub const ROWS: [Row; 17] = [
+pub const ROWS: [Row; 24] = [
     Row {
         workload: "W1",
         field: None,
@@ -118,6 +118,62 @@ pub const ROWS: [Row; 17] = [
         label: "W8 without snapshots",
         unit: "µs",
         better: Better::Lower,
+        limit: None,
+    },
+    Row {
+        workload: "W10",
+        field: Some("p99_us"),
+        label: "W10 delivery latency p99",
+        unit: "µs",
+        better: Better::Lower,
+        limit: None,
+    },
+    Row {
+        workload: "W10",
+        field: Some("p50_us"),
+        label: "W10 delivery latency p50",
+        unit: "µs",
+        better: Better::Lower,
+        limit: None,
+    },
+    Row {
+        workload: "W10",
+        field: Some("writers_events_per_s"),
+        label: "W10 writers, 16 subscribers",
+        unit: "events/s",
+        better: Better::Higher,
+        limit: Some("fsync"),
+    },
+    Row {
+        workload: "W10",
+        field: Some("writers_alone_events_per_s"),
+        label: "W10 writers, no subscribers",
+        unit: "events/s",
+        better: Better::Higher,
+        limit: Some("fsync"),
+    },
+    Row {
+        workload: "W10",
+        field: Some("writers_ratio"),
+        label: "W10 writers with ÷ without",
+        unit: "×",
+        better: Better::Higher,
+        limit: None,
+    },
+    Row {
+        workload: "W10",
+        field: Some("catch_up_events_per_s"),
+        label: "W10 catch-up",
+        unit: "events/s",
+        better: Better::Higher,
+        limit: None,
+    },
+    Row {
+        workload: "W10",
+        field: Some("catch_up_vs_w4"),
+        label: "W10 catch-up ÷ W4 scan",
+        unit: "×",
+        better: Better::Higher,
         limit: None,
     },
 ];

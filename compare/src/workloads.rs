@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Barrier;
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -92,12 +93,12 @@ impl Measurement {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-fn percentile(sorted: &[Duration], percent: usize) -> f64 {
+pub fn percentile(sorted: &[Duration], percent: usize) -> f64 {
     sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)].as_secs_f64() * 1e6
 }
 
@@ -107,6 +108,11 @@ fn percentile(sorted: &[Duration], percent: usize) -> f64 {
 /// running one engine after the other would hand one a quiet minute and the next a busy one.
 pub const W1_SLICES: usize = 10;
 pub const W2_SLICES: usize = 4;
+
+/// What one engine's slices of a workload run in turns (W1, W2, W10) add up to, and the measurement they make.
+pub trait Tally: Default {
+    fn measurement(self, engine: &str, workload: &'static str) -> Measurement;
+}
 
 /// What one engine's slices of W1 or W2 add up to.
 #[derive(Debug, Default)]
@@ -124,10 +130,12 @@ impl Durable {
         self.slice_rates.push(latencies.len() as f64 / elapsed.as_secs_f64());
         self.latencies.extend(latencies);
     }
+}
 
+impl Tally for Durable {
     /// The W1 or W2 measurement: events over the time spent in the slices, latency percentiles over every
     /// append, and each slice's rate.
-    pub fn measurement(mut self, engine: &str, workload: &'static str) -> Measurement {
+    fn measurement(mut self, engine: &str, workload: &'static str) -> Measurement {
         self.latencies.sort_unstable();
         let rates: Vec<f64> = self.slice_rates.iter().map(|rate| rate.round()).collect();
         let mut measurement =
@@ -177,47 +185,73 @@ pub fn w2_events(sizes: &Sizes) -> Vec<Vec<Pending>> {
         .collect()
 }
 
+/// One durable append of W2's and W10's writers: its event's id, and when the call began and returned.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub id: u128,
+    pub begun: Instant,
+    pub returned: Instant,
+}
+
+/// What a writer thread hands back: its appends, in order.
+pub type WriterThread<'scope> = ScopedJoinHandle<'scope, Result<Vec<Appended>>>;
+
+/// Spawns one thread in `scope` per list in `per_thread`, each appending its events one at a time, durably,
+/// on a writer of its own (a connection for SQLite and PostgreSQL) made before it waits at `barrier`. The
+/// caller (and any other thread it made) waits at `barrier` too; the writers start when all have arrived.
+pub fn spawn_writers<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    store: &'scope dyn Store,
+    per_thread: &[&'scope [Pending]],
+    barrier: &'scope Barrier,
+) -> Vec<WriterThread<'scope>> {
+    per_thread
+        .iter()
+        .map(|&events| {
+            scope.spawn(move || -> Result<Vec<Appended>> {
+                let writer = store.writer();
+                // Every thread reaches the barrier, even one whose connection failed, or the others would wait
+                // forever.
+                barrier.wait();
+                let mut writer = writer?;
+                let mut appended = Vec::with_capacity(events.len());
+                for pending in events {
+                    let begun = Instant::now();
+                    writer.append(std::slice::from_ref(pending))?;
+                    let id = u128::from_be_bytes(pending.event.id);
+                    appended.push(Appended { id, begun, returned: Instant::now() });
+                }
+                Ok(appended)
+            })
+        })
+        .collect()
+}
+
+/// Waits for the writers of [`spawn_writers`]; returns every append, and when the last one returned (`start`
+/// if there was none).
+pub fn join_writers(writers: Vec<WriterThread<'_>>, start: Instant) -> Result<(Vec<Appended>, Instant)> {
+    let joined: Vec<_> = writers.into_iter().map(|writer| writer.join().expect("a writer thread panicked")).collect();
+    let mut every = Vec::new();
+    for appended in joined {
+        every.extend(appended?);
+    }
+    let end = every.iter().map(|appended| appended.returned).max().unwrap_or(start);
+    Ok((every, end))
+}
+
 /// W2, one slice: one thread per list in `per_thread`, each appending its events one at a time, durably.
 /// Connections are made before a barrier; the time runs from the barrier to the end of the last thread's last
 /// append.
 pub fn w2_slice(store: &dyn Store, per_thread: &[&[Pending]], total: &mut Durable) -> Result<()> {
     let barrier = Barrier::new(per_thread.len() + 1);
-    let (start, results) = std::thread::scope(|scope| {
-        let handles: Vec<_> = per_thread
-            .iter()
-            .map(|events| {
-                let barrier = &barrier;
-                scope.spawn(move || -> Result<(Vec<Duration>, Instant)> {
-                    let writer = store.writer();
-                    // Every thread reaches the barrier, even one whose connection failed, or the others would
-                    // wait forever.
-                    barrier.wait();
-                    let mut writer = writer?;
-                    let mut latencies = Vec::with_capacity(events.len());
-                    for pending in *events {
-                        let begun = Instant::now();
-                        writer.append(std::slice::from_ref(pending))?;
-                        latencies.push(begun.elapsed());
-                    }
-                    let finished = Instant::now();
-                    drop(writer);
-                    Ok((latencies, finished))
-                })
-            })
-            .collect();
+    let (start, joined) = std::thread::scope(|scope| {
+        let writers = spawn_writers(scope, store, per_thread, &barrier);
         barrier.wait();
         let start = Instant::now();
-        let results: Vec<_> = handles.into_iter().map(|handle| handle.join().expect("W2 thread panicked")).collect();
-        (start, results)
+        (start, join_writers(writers, start))
     });
-    let mut latencies = Vec::new();
-    let mut end = start;
-    for result in results {
-        let (mine, finished) = result?;
-        latencies.extend(mine);
-        end = end.max(finished);
-    }
-    total.add(end - start, latencies);
+    let (appended, end) = joined?;
+    total.add(end - start, appended.iter().map(|appended| appended.returned - appended.begun).collect());
     Ok(())
 }
 
@@ -256,21 +290,32 @@ pub fn w3(engine: &str, store: &dyn Store, sizes: &Sizes) -> Result<Measurement>
         .with("events", events))
 }
 
-/// W4: every event in global order, every payload byte read. Median of three passes.
-pub fn w4(engine: &str, store: &dyn Store, sizes: &Sizes) -> Result<Measurement> {
+/// The median events/s of three timed passes over all of W3's log (W4, W10's catch-up). A pass adds every
+/// payload byte into its argument and returns how many events it read, which must be every one W3 wrote.
+pub fn median_of_three_passes(
+    workload: &str,
+    sizes: &Sizes,
+    mut pass: impl FnMut(&mut u64) -> Result<u64>,
+) -> Result<f64> {
     let mut rates = Vec::new();
     for _ in 0..3 {
         let mut sum = 0u64;
         let start = Instant::now();
-        let count = store.scan_all(&mut |data| sum = sum.wrapping_add(touch(data)))?;
+        let count = pass(&mut sum)?;
         let elapsed = start.elapsed().as_secs_f64();
         std::hint::black_box(sum);
         if count != sizes.w3_events() {
-            return Err(format!("W4 read {count} events, W3 wrote {}", sizes.w3_events()).into());
+            return Err(format!("{workload} read {count} events, W3 wrote {}", sizes.w3_events()).into());
         }
         rates.push(count as f64 / elapsed);
     }
-    let rate = median(rates);
+    Ok(median(rates))
+}
+
+/// W4: every event in global order, every payload byte read. Median of three passes.
+pub fn w4(engine: &str, store: &dyn Store, sizes: &Sizes) -> Result<Measurement> {
+    let rate =
+        median_of_three_passes("W4", sizes, |sum| store.scan_all(&mut |data| *sum = sum.wrapping_add(touch(data))))?;
     Ok(Measurement::new(engine, "W4", rate, "events/s").with("mb_per_s", rate * PAYLOAD_BYTES as f64 / 1e6))
 }
 

@@ -1,14 +1,21 @@
 //! annals with its default options: `Durability::SyncData` (every append returns after `fdatasync`), 64 MiB
 //! segments, group commit. Appends use `ExpectedVersion::Any`, as the library's own benches do: the store
 //! assigns the next offset. A batch of single events for different streams is one `append_multi`.
+//!
+//! W10's subscribers are `Store::subscribe` iterators (blocking: each on its own thread), with `Filter::All`,
+//! `Filter::Category` (read through the category index) and `Filter::EventTypes` of one type (through the
+//! event-type index).
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
-use annals::{EventData, ExpectedVersion, Options, StreamAppend};
+use annals::{
+    EventData, ExpectedVersion, Filter, Options, StreamAppend, SubscribeFrom, Subscription, SubscriptionMessage,
+};
 use uuid::Uuid;
 
-use super::{Engine, Store, Writer};
-use crate::event::{Pending, EVENT_TYPE};
+use super::{Delivery, Engine, Follow, FollowFrom, Store, Subscriber, Writer};
+use crate::event::Pending;
 use crate::Result;
 
 pub struct Annals;
@@ -16,6 +23,10 @@ pub struct Annals;
 impl Engine for Annals {
     fn name(&self) -> &'static str {
         "annals"
+    }
+
+    fn subscribes(&self) -> bool {
+        true
     }
 
     fn open(&self, dir: &Path) -> Result<Box<dyn Store>> {
@@ -26,7 +37,7 @@ impl Engine for Annals {
 struct AnnalsStore(annals::Store);
 
 fn event_data(pending: &Pending) -> EventData {
-    EventData::new(EVENT_TYPE, pending.event.data.clone()).with_id(Uuid::from_bytes(pending.event.id))
+    EventData::new(pending.event.event_type, pending.event.data.clone()).with_id(Uuid::from_bytes(pending.event.id))
 }
 
 impl Store for AnnalsStore {
@@ -57,6 +68,24 @@ impl Store for AnnalsStore {
 
     fn close(self: Box<Self>) -> Result<()> {
         Ok(self.0.close()?)
+    }
+
+    /// Subscriptions need nothing prepared: the writer wakes them at every commit.
+    fn prepare_subscriptions(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn subscribe(&self, filter: Follow, from: FollowFrom) -> Result<Box<dyn Subscriber + '_>> {
+        let filter = match filter {
+            Follow::All => Filter::All,
+            Follow::Category(category) => Filter::Category(category.to_owned()),
+            Follow::EventType(event_type) => Filter::EventTypes(vec![event_type.to_owned()]),
+        };
+        let from = match from {
+            FollowFrom::Start => SubscribeFrom::Start,
+            FollowFrom::End => SubscribeFrom::End,
+        };
+        Ok(Box::new(AnnalsSubscriber(self.0.subscribe(from, filter)?)))
     }
 
     /// The index tables under `<store>/index/` (`*.tbl`; a merge's unfinished `*.tmp` output is not counted).
@@ -96,5 +125,34 @@ impl Writer for AnnalsWriter {
         }
         self.0.append_multi(&parts)?;
         Ok(())
+    }
+}
+
+struct AnnalsSubscriber(Subscription);
+
+impl Subscriber for AnnalsSubscriber {
+    fn follow(&mut self, visit: &mut dyn FnMut(Delivery<'_>) -> ControlFlow<()>) -> Result<()> {
+        for message in self.0.by_ref() {
+            let flow = match message? {
+                SubscriptionMessage::Event(event) => {
+                    std::hint::black_box((
+                        event.position(),
+                        event.offset(),
+                        event.event_type(),
+                        event.timestamp_nanos(),
+                    ));
+                    let id = event.event_id().into_bytes();
+                    visit(Delivery::Event { id, stream: event.stream(), data: event.data() })
+                }
+                SubscriptionMessage::CaughtUp => visit(Delivery::CaughtUp),
+                // Progress reports and a fall behind need nothing from this subscriber: it keeps no checkpoint,
+                // and the events it fell behind on still come, in order.
+                _ => ControlFlow::Continue(()),
+            };
+            if flow.is_break() {
+                return Ok(());
+            }
+        }
+        Err("the annals subscription ended while it was followed".into())
     }
 }

@@ -15,7 +15,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::{
     decode_record, encode_record, next_version_after, stream_key, stream_key_range, visit_record, Engine, Store, Writer,
 };
-use crate::event::{Pending, EVENT_TYPE};
+use crate::event::Pending;
 use crate::Result;
 
 pub struct Fjall;
@@ -114,7 +114,7 @@ impl Writer for FjallWriter<'_> {
                 Some((stream, version)) if stream == pending.stream => version + 1,
                 _ => store.next_version(&pending.stream)?,
             };
-            encode_record(&mut self.record, &pending.stream, version, EVENT_TYPE, pending);
+            encode_record(&mut self.record, &pending.stream, version, pending.event.event_type, pending);
             write.insert(&store.events, position.to_be_bytes(), self.record.as_slice());
             write.insert(&store.streams, stream_key(&pending.stream, version), position.to_be_bytes());
             previous = Some((&pending.stream, version));

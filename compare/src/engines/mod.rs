@@ -5,6 +5,7 @@
 //! fails), and returns from `append` only after the batch is on stable storage, in that engine's best
 //! documented durable configuration (see each module).
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::event::Pending;
@@ -25,6 +26,12 @@ pub trait Engine: Sync {
     /// crashed in process with [`Store::crash`]; an embedded one by killing a child process.
     fn embedded(&self) -> bool {
         true
+    }
+
+    /// Whether the engine runs W10: annals (its subscriptions), PostgreSQL (`LISTEN/NOTIFY`) and SQLite (polled),
+    /// the peers `WORKLOADS.md` names for it.
+    fn subscribes(&self) -> bool {
+        false
     }
 
     /// Why the engine cannot run on this machine, if it cannot (the harness then skips it and says why).
@@ -58,6 +65,19 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
+    /// W10: readies a fresh store for live subscribers, before any is made (PostgreSQL: the trigger that
+    /// notifies each committed row); a no-op where subscribing needs nothing. Off the clock.
+    fn prepare_subscriptions(&self) -> Result<()> {
+        Err("this engine has no subscriptions in the harness".into())
+    }
+
+    /// W10: a subscriber to the events that `filter` matches, from the start of the log or from its end. Made
+    /// before the writers start (a connection of its own for the peers), then moved to its own thread.
+    fn subscribe(&self, filter: Follow, from: FollowFrom) -> Result<Box<dyn Subscriber + '_>> {
+        let _ = (filter, from);
+        Err("this engine has no subscriptions in the harness".into())
+    }
+
     /// Stops the store without a clean shutdown, as a crash would. Only server engines can do this in process.
     fn crash(self: Box<Self>) -> Result<()> {
         Err("this engine is crashed by killing the process that has it open".into())
@@ -68,6 +88,63 @@ pub trait Store: Send + Sync {
 pub trait Writer {
     /// Appends `batch` atomically at the next version of each event's stream, and returns once it is durable.
     fn append(&mut self, batch: &[Pending]) -> Result<()>;
+}
+
+/// W10's filters. The peers turn one into an SQL `WHERE` condition over their `events` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// Every event.
+    All,
+    /// The events of the streams `{category}-…` (annals: its category index).
+    Category(&'static str),
+    /// The events of one type (annals: its event-type index).
+    EventType(&'static str),
+}
+
+impl Follow {
+    /// Whether an event of `stream` and `event_type` matches: what a subscriber must receive.
+    pub fn matches(self, stream: &str, event_type: &str) -> bool {
+        match self {
+            Follow::All => true,
+            Follow::Category(category) => stream.split_once('-').is_some_and(|(head, _)| head == category),
+            Follow::EventType(wanted) => event_type == wanted,
+        }
+    }
+
+    /// The same filter as an SQL condition, in the dialect SQLite and PostgreSQL share. The names are the
+    /// harness' own constants (no quote, no `%` or `_`), so they are written in place.
+    pub fn sql(self) -> String {
+        match self {
+            Follow::All => "TRUE".to_owned(),
+            Follow::Category(category) => format!("stream LIKE '{category}-%'"),
+            Follow::EventType(event_type) => format!("type = '{event_type}'"),
+        }
+    }
+}
+
+/// Where a W10 subscriber starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowFrom {
+    /// Position 0: the catch-up over W3's log.
+    Start,
+    /// The end of the log when the subscriber is made: the live subscribers.
+    End,
+}
+
+/// What a subscriber hands its callback.
+#[derive(Debug)]
+pub enum Delivery<'a> {
+    /// A matching event, every field decoded (`stream` and `data` shown; the rest checked and dropped).
+    Event { id: [u8; 16], stream: &'a str, data: &'a [u8] },
+    /// Everything committed when the subscriber last looked has been delivered.
+    CaughtUp,
+}
+
+/// A W10 subscriber on its own thread.
+pub trait Subscriber: Send {
+    /// Delivers matching events in position order (PostgreSQL: commit order) to `visit`, and `CaughtUp` when it
+    /// has read to the end, until `visit` returns `Break`.
+    fn follow(&mut self, visit: &mut dyn FnMut(Delivery<'_>) -> ControlFlow<()>) -> Result<()>;
 }
 
 /// Every engine the harness knows, in table order (annals first: the ratios are to it).

@@ -13,9 +13,18 @@
 //! "crash" is an immediate shutdown (SIGQUIT: no checkpoint, so the next start replays the WAL). PostgreSQL
 //! refuses to run as root, so as root the server runs as an unprivileged user (`annalsbench`, created with
 //! `useradd` if missing, else `nobody`) that owns the directory.
+//!
+//! W10's subscribers use `LISTEN/NOTIFY`, as Marten-style daemons do: a trigger on `events` sends each inserted
+//! row's position on the channel `events` (`pg_notify`, delivered when the writer's transaction commits, in
+//! commit order); each subscriber `LISTEN`s on a connection of its own, and when notifications arrive it reads
+//! the notified rows that match its filter (`WHERE pos = ANY($positions) AND <filter>`). Reading by the
+//! notified positions rather than `pos > last` matters: a `BIGSERIAL` position is drawn at insert, not at
+//! commit, so with 16 writers a row can commit after a higher position and a `pos > last` reader would skip
+//! it. Catch-up from the start reads pages of `pos > last` (no writer runs then).
 
 use std::ffi::CString;
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,8 +35,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
 
-use super::{Engine, Store, Writer};
-use crate::event::{now_nanos, Pending, EVENT_TYPE};
+use super::{Delivery, Engine, Follow, FollowFrom, Store, Subscriber, Writer};
+use crate::event::{now_nanos, Pending};
 use crate::Result;
 
 /// Names the socket file (`.s.PGSQL.54329`); no TCP port is opened.
@@ -66,6 +75,15 @@ const SELECT_STREAM: &str =
 
 const SELECT_ALL: &str = "SELECT pos, stream, version, type, ts, id, data FROM events ORDER BY pos";
 
+/// W10: each inserted row's position goes to the listeners of `events` when its transaction commits.
+const NOTIFY_TRIGGER: &str = "\
+    CREATE OR REPLACE FUNCTION notify_event() RETURNS trigger LANGUAGE plpgsql AS $$ \
+    BEGIN PERFORM pg_notify('events', NEW.pos::text); RETURN NULL; END $$; \
+    CREATE OR REPLACE TRIGGER notify_event AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION notify_event()";
+
+/// Rows a catch-up page reads at most.
+const PAGE_ROWS: usize = 1_000;
+
 /// Where the server's programs are and whom to run them as; found once.
 #[derive(Debug, Clone)]
 struct Setup {
@@ -92,6 +110,10 @@ impl Engine for Postgres {
 
     fn embedded(&self) -> bool {
         false
+    }
+
+    fn subscribes(&self) -> bool {
+        true
     }
 
     fn unavailable(&self) -> Option<String> {
@@ -293,17 +315,31 @@ struct PostgresStore {
     server: Mutex<Server>,
 }
 
+/// One row, every column decoded: what a read hands on (the version, type and time are checked and dropped).
+struct Decoded<'r> {
+    pos: i64,
+    stream: &'r str,
+    id: &'r [u8],
+    data: &'r [u8],
+}
+
+fn decode_row(row: &postgres::Row) -> Result<Decoded<'_>> {
+    let pos: i64 = row.try_get(0)?;
+    let stream: &str = row.try_get(1)?;
+    let version: i64 = row.try_get(2)?;
+    let event_type: &str = row.try_get(3)?;
+    let ts: i64 = row.try_get(4)?;
+    let id: &[u8] = row.try_get(5)?;
+    std::hint::black_box((version, event_type, ts));
+    Ok(Decoded { pos, stream, id, data: row.try_get(6)? })
+}
+
 fn visit_rows(mut rows: postgres::RowIter<'_>, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
     let mut count = 0;
     while let Some(row) = rows.next()? {
-        let pos: i64 = row.try_get(0)?;
-        let stream: &str = row.try_get(1)?;
-        let version: i64 = row.try_get(2)?;
-        let event_type: &str = row.try_get(3)?;
-        let ts: i64 = row.try_get(4)?;
-        let id: &[u8] = row.try_get(5)?;
-        std::hint::black_box((pos, stream, version, event_type, ts, id));
-        visit(row.try_get::<_, &[u8]>(6)?);
+        let decoded = decode_row(&row)?;
+        std::hint::black_box((decoded.pos, decoded.stream, decoded.id));
+        visit(decoded.data);
         count += 1;
     }
     Ok(count)
@@ -339,6 +375,23 @@ impl Store for PostgresStore {
         Ok(Some(u64::try_from(row.try_get::<_, i64>(0)?)?))
     }
 
+    fn prepare_subscriptions(&self) -> Result<()> {
+        self.reader.lock().map_err(|_| "reader lock poisoned")?.batch_execute(NOTIFY_TRIGGER)?;
+        Ok(())
+    }
+
+    fn subscribe(&self, filter: Follow, from: FollowFrom) -> Result<Box<dyn Subscriber + '_>> {
+        let mut client = self.server.lock().map_err(|_| "server lock poisoned")?.connect()?;
+        client.batch_execute("LISTEN events")?;
+        let columns = "SELECT pos, stream, version, type, ts, id, data FROM events";
+        let condition = filter.sql();
+        let page =
+            client.prepare(&format!("{columns} WHERE pos > $1 AND ({condition}) ORDER BY pos LIMIT {PAGE_ROWS}"))?;
+        let notified =
+            client.prepare(&format!("{columns} WHERE pos = ANY($1::int8[]) AND ({condition}) ORDER BY pos"))?;
+        Ok(Box::new(PostgresSubscriber { client, page, notified, catch_up: from == FollowFrom::Start }))
+    }
+
     fn close(self: Box<Self>) -> Result<()> {
         let store = *self;
         drop(store.reader);
@@ -365,12 +418,12 @@ impl Writer for PostgresWriter {
             let ts = now_nanos();
             self.client.execute(
                 &self.one,
-                &[&pending.stream, &EVENT_TYPE, &ts, &&pending.event.id[..], &&pending.event.data[..]],
+                &[&pending.stream, &pending.event.event_type, &ts, &&pending.event.id[..], &&pending.event.data[..]],
             )?;
             return Ok(());
         }
         let streams: Vec<&str> = batch.iter().map(|pending| pending.stream.as_str()).collect();
-        let types: Vec<&str> = vec![EVENT_TYPE; batch.len()];
+        let types: Vec<&str> = batch.iter().map(|pending| pending.event.event_type).collect();
         let ts = now_nanos();
         let timestamps: Vec<i64> = vec![ts; batch.len()];
         let ids: Vec<&[u8]> = batch.iter().map(|pending| &pending.event.id[..]).collect();
@@ -379,5 +432,72 @@ impl Writer for PostgresWriter {
         let statement = if repeating { &self.many_repeating } else { &self.many };
         self.client.execute(statement, &[&streams, &types, &timestamps, &ids, &data])?;
         Ok(())
+    }
+}
+
+/// A W10 subscriber: a connection that `LISTEN`s on `events`.
+struct PostgresSubscriber {
+    client: Client,
+    /// The next page after a position (catch-up).
+    page: Statement,
+    /// The matching rows among notified positions (live).
+    notified: Statement,
+    /// Whether to read the log from the start before following notifications.
+    catch_up: bool,
+}
+
+/// Hands each row to `visit`, and says whether `visit` asked to stop.
+fn deliver(rows: &[postgres::Row], visit: &mut dyn FnMut(Delivery<'_>) -> ControlFlow<()>) -> Result<ControlFlow<()>> {
+    for row in rows {
+        let decoded = decode_row(row)?;
+        let id = decoded.id.try_into()?;
+        std::hint::black_box(decoded.pos);
+        if visit(Delivery::Event { id, stream: decoded.stream, data: decoded.data }).is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+impl PostgresSubscriber {
+    /// The positions notified since the last call: blocks for the first, then takes those already received.
+    fn notified_positions(&mut self) -> Result<Vec<i64>> {
+        let mut notifications = self.client.notifications();
+        let first = notifications.blocking_iter().next()?.ok_or("the notification stream ended")?;
+        let mut positions = vec![first.payload().parse()?];
+        let mut more = notifications.iter();
+        while let Some(notification) = more.next()? {
+            positions.push(notification.payload().parse()?);
+        }
+        Ok(positions)
+    }
+}
+
+impl Subscriber for PostgresSubscriber {
+    fn follow(&mut self, visit: &mut dyn FnMut(Delivery<'_>) -> ControlFlow<()>) -> Result<()> {
+        if self.catch_up {
+            let mut last = 0i64;
+            loop {
+                let rows = self.client.query(&self.page, &[&last])?;
+                if deliver(&rows, visit)?.is_break() {
+                    return Ok(());
+                }
+                match rows.last() {
+                    Some(row) if rows.len() == PAGE_ROWS => last = row.try_get(0)?,
+                    _ => break,
+                }
+            }
+            self.catch_up = false;
+        }
+        loop {
+            if visit(Delivery::CaughtUp).is_break() {
+                return Ok(());
+            }
+            let positions = self.notified_positions()?;
+            let rows = self.client.query(&self.notified, &[&positions])?;
+            if deliver(&rows, visit)?.is_break() {
+                return Ok(());
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use super::{
     decode_record, encode_record, next_version_after, stream_key, stream_key_range, visit_record, Engine, Store, Writer,
 };
-use crate::event::{Pending, EVENT_TYPE};
+use crate::event::Pending;
 use crate::Result;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -120,7 +120,7 @@ impl Writer for RedbWriter<'_> {
                         }
                     }
                 };
-                encode_record(&mut self.record, &pending.stream, version, EVENT_TYPE, pending);
+                encode_record(&mut self.record, &pending.stream, version, pending.event.event_type, pending);
                 events.insert(position, self.record.as_slice())?;
                 streams.insert(stream_key(&pending.stream, version).as_slice(), position)?;
                 previous = Some((&pending.stream, version));
