@@ -374,7 +374,15 @@ fn merge(index: &Index, background: &Background, range: std::ops::Range<usize>) 
     // must for the engine's own memtables) are damage to report, never a panic.
     let dir = index.dir.clone();
     let streams = Ordered::new(
-        Merged::new(&inputs, cancelled, |table, i| table.stream_entry(i), |table| table.len(Section::Streams)),
+        Merged::new(
+            &inputs,
+            cancelled,
+            |table, i| {
+                table.read_ahead(Section::Streams, i);
+                table.stream_entry(i)
+            },
+            |table| table.len(Section::Streams),
+        ),
         &dir,
         "stream",
         |entry: &table::StreamEntry| (entry.hash, entry.offset, entry.locator),
@@ -383,7 +391,10 @@ fn merge(index: &Index, background: &Background, range: std::ops::Range<usize>) 
         Merged::new(
             &inputs,
             cancelled,
-            |table, i| table.pair(Section::Categories, i),
+            |table, i| {
+                table.read_ahead(Section::Categories, i);
+                table.pair(Section::Categories, i)
+            },
             |table| table.len(Section::Categories),
         ),
         &dir,
@@ -394,7 +405,10 @@ fn merge(index: &Index, background: &Background, range: std::ops::Range<usize>) 
         Merged::new(
             &inputs,
             cancelled,
-            |table, i| table.pair(Section::EventTypes, i),
+            |table, i| {
+                table.read_ahead(Section::EventTypes, i);
+                table.pair(Section::EventTypes, i)
+            },
             |table| table.len(Section::EventTypes),
         ),
         &dir,
@@ -403,7 +417,12 @@ fn merge(index: &Index, background: &Background, range: std::ops::Range<usize>) 
     );
     // Tables are in position order: their position entries follow one another.
     let positions = Ordered::new(
-        inputs.iter().flat_map(|table| (0..table.len(Section::Positions)).map(move |i| table.position_entry(i))),
+        inputs.iter().flat_map(|table| {
+            (0..table.len(Section::Positions)).map(move |i| {
+                table.read_ahead(Section::Positions, i);
+                table.position_entry(i)
+            })
+        }),
         &dir,
         "position",
         |entry: &table::PositionEntry| (entry.position, 0, 0),

@@ -174,7 +174,13 @@ pub struct ReadAll {
     end_position: u64,
     /// The base of the segment after the current one: where to move on.
     segment_end_position: u64,
+    /// Where the read-ahead asked of the current segment ends.
+    prefetched_to: usize,
 }
+
+/// Bytes of a scan's read-ahead: asked for a window ahead, a window at a time (segments are mapped for
+/// point reads, so the kernel reads ahead only what a scan asks for).
+const SCAN_READ_AHEAD: usize = 2 << 20;
 
 impl ReadAll {
     pub(crate) fn new(log: Arc<Log>, index: &Index, from_position: u64, end_position: u64) -> Result<Self> {
@@ -186,6 +192,7 @@ impl ReadAll {
             next_position: from_position,
             end_position,
             segment_end_position: 0,
+            prefetched_to: 0,
         };
         if from_position < end_position {
             // The index's sparse positions find the record; at most 63 records are stepped over to reach it.
@@ -201,6 +208,7 @@ impl ReadAll {
     fn enter(&mut self, segment: Arc<Segment>) {
         self.segment_end_position = self.log.base(segment.ordinal() + 1).unwrap_or(u64::MAX);
         self.at = SEGMENT_HEADER_LEN;
+        self.prefetched_to = 0;
         self.next_position = segment.base_position();
         self.segment = Some(segment);
     }
@@ -251,6 +259,11 @@ impl ReadAll {
             }
         }
         let segment = self.segment.clone()?;
+        if self.at + SCAN_READ_AHEAD / 2 > self.prefetched_to {
+            let from = self.prefetched_to.max(self.at);
+            segment.will_need(from, SCAN_READ_AHEAD);
+            self.prefetched_to = from + SCAN_READ_AHEAD;
+        }
         match read_checked(&segment, self.at, Some(self.next_position), None) {
             Ok((frame, event)) => {
                 self.at += frame.stride();
