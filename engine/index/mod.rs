@@ -16,6 +16,7 @@
 //! replaying the log. `format-spec.md` §6 specifies the files.
 
 pub(crate) mod hash;
+mod heads;
 pub(crate) mod memtable;
 pub(crate) mod table;
 mod tables;
@@ -25,10 +26,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lru::LruCache;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use self::hash::Kind;
+use self::heads::HeadCache;
 use self::memtable::{Memtable, Record, Run};
 use self::table::{Section, Table};
 pub use self::tables::Access;
@@ -667,52 +668,6 @@ fn table_position_start(table: &Table, position: u64) -> Result<(u64, u64)> {
         Error::corrupt(table.path(), 0, "the positions section does not start at the table's first position")
     })?)?;
     Ok((entry.position, entry.locator))
-}
-
-/// The last offset and record of streams used lately, within a budget of bytes. Holds `None` for a stream
-/// known not to exist. Only the writer fills it; it keeps every entry true as it publishes.
-struct HeadCache {
-    entries: LruCache<Box<str>, Option<Head>>,
-    bytes: u64,
-    bytes_max: u64,
-}
-
-impl HeadCache {
-    /// Bytes one entry costs besides its name: the node, the key's box, the value.
-    const ENTRY_BYTES: u64 = 80;
-
-    fn new(bytes_max: u64) -> Self {
-        HeadCache { entries: LruCache::unbounded(), bytes: 0, bytes_max }
-    }
-
-    fn get(&mut self, stream: &str) -> Option<Option<Head>> {
-        self.entries.get(stream).copied()
-    }
-
-    fn peek(&self, stream: &str) -> Option<Option<Head>> {
-        self.entries.peek(stream).copied()
-    }
-
-    fn put(&mut self, stream: &str, head: Option<Head>) {
-        let cost = stream.len() as u64 + Self::ENTRY_BYTES;
-        if cost > self.bytes_max {
-            return;
-        }
-        if self.entries.put(stream.into(), head).is_none() {
-            self.bytes += cost;
-        }
-        while self.bytes > self.bytes_max {
-            let Some((evicted, _)) = self.entries.pop_lru() else { break };
-            self.bytes -= evicted.len() as u64 + Self::ENTRY_BYTES;
-        }
-    }
-
-    /// Keeps an entry true: a stream that got a record.
-    fn update(&mut self, stream: &str, head: Head) {
-        if let Some(entry) = self.entries.peek_mut(stream) {
-            *entry = Some(head);
-        }
-    }
 }
 
 /// The background threads' queue: one writes frozen memtables out, the other merges tables.
