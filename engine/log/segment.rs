@@ -249,8 +249,9 @@ impl Spare {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).context(context)?;
         let prepared = io.allocate(&file, &tmp, size).and_then(|()| {
             if let ZeroFill::Yes { cancelled } = zero_fill {
-                // 8 MiB at a time, so that a closing store does not wait for the whole file.
-                const STEP: u64 = 8 << 20;
+                // 1 MiB at a time, so that a closing store waits for one write of it, not for the file (8 MiB
+                // steps kept a close at 10 million streams waiting ~29 ms for this thread, W9).
+                const STEP: u64 = 1 << 20;
                 let mut at = 0;
                 while at < size {
                     if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
