@@ -189,6 +189,20 @@ impl Segment {
         }
     }
 
+    /// Drops `len` bytes from `at` (clamped to the file) from this process' page tables: a scan that has
+    /// passed them releases them, so that reading a whole log does not leave it all counted in the process'
+    /// resident memory. The pages stay in the page cache, and the bytes stay readable.
+    pub fn release(&self, at: usize, len: usize) {
+        let at = at.min(self.mmap.len());
+        let len = len.min(self.mmap.len() - at);
+        if len > 0 {
+            // SAFETY: the mapping is shared and read-only (see `map`). MADV_DONTNEED on a shared file mapping
+            // only unmaps the pages: the next access faults the same bytes in again from the page cache (the
+            // file is never shrunk while mapped), so every `Bytes` handed out keeps reading what it read.
+            let _ = unsafe { self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, at, len) };
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -427,6 +441,9 @@ mod tests {
         opened.will_need(0, 64 << 10);
         opened.will_need((1 << 20) - 4096, 1 << 30);
         opened.will_need(usize::MAX, usize::MAX);
+        opened.release(0, 64 << 10);
+        opened.release(usize::MAX, usize::MAX);
+        assert_eq!(&opened.bytes()[..SEGMENT_HEADER_LEN], &created.bytes()[..SEGMENT_HEADER_LEN], "still readable");
     }
 
     #[test]

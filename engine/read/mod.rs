@@ -174,13 +174,17 @@ pub struct ReadAll {
     end_position: u64,
     /// The base of the segment after the current one: where to move on.
     segment_end_position: u64,
-    /// Where the read-ahead asked of the current segment ends.
+    /// Where this reader started in the current segment, and where the read-ahead asked of it ends.
+    scan_start: usize,
     prefetched_to: usize,
 }
 
 /// Bytes of a scan's read-ahead: asked for a window ahead, a window at a time (segments are mapped for
-/// point reads, so the kernel reads ahead only what a scan asks for).
+/// point reads, so the kernel reads ahead only what a scan asks for). The window two behind is released.
 const SCAN_READ_AHEAD: usize = 2 << 20;
+/// Bytes a reader reads in a segment before it asks for read-ahead: a live subscription's rounds read a
+/// commit's records each and make no system call for them.
+const SCAN_READ_AHEAD_AFTER: usize = 64 << 10;
 
 impl ReadAll {
     pub(crate) fn new(log: Arc<Log>, index: &Index, from_position: u64, end_position: u64) -> Result<Self> {
@@ -192,6 +196,7 @@ impl ReadAll {
             next_position: from_position,
             end_position,
             segment_end_position: 0,
+            scan_start: 0,
             prefetched_to: 0,
         };
         if from_position < end_position {
@@ -200,6 +205,7 @@ impl ReadAll {
             let segment = reader.log.segment(ordinal)?;
             reader.enter(segment);
             reader.at = at as usize;
+            reader.scan_start = at as usize;
             reader.next_position = from_position;
         }
         Ok(reader)
@@ -208,6 +214,7 @@ impl ReadAll {
     fn enter(&mut self, segment: Arc<Segment>) {
         self.segment_end_position = self.log.base(segment.ordinal() + 1).unwrap_or(u64::MAX);
         self.at = SEGMENT_HEADER_LEN;
+        self.scan_start = SEGMENT_HEADER_LEN;
         self.prefetched_to = 0;
         self.next_position = segment.base_position();
         self.segment = Some(segment);
@@ -259,9 +266,12 @@ impl ReadAll {
             }
         }
         let segment = self.segment.clone()?;
-        if self.at + SCAN_READ_AHEAD / 2 > self.prefetched_to {
+        if self.at - self.scan_start >= SCAN_READ_AHEAD_AFTER && self.at + SCAN_READ_AHEAD / 2 > self.prefetched_to {
             let from = self.prefetched_to.max(self.at);
             segment.will_need(from, SCAN_READ_AHEAD);
+            if from == self.prefetched_to && from >= self.scan_start + 2 * SCAN_READ_AHEAD {
+                segment.release(from - 2 * SCAN_READ_AHEAD, SCAN_READ_AHEAD);
+            }
             self.prefetched_to = from + SCAN_READ_AHEAD;
         }
         match read_checked(&segment, self.at, Some(self.next_position), None) {
