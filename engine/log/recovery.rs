@@ -11,7 +11,7 @@
 //! Every byte is read with `pread` ([`PreadWindow`], [`PreadNames`]), never through the mapping: a media error
 //! is then `Error::Io` naming the file and offset, not a SIGBUS on every open.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -312,12 +312,14 @@ fn apply(
 ) -> Result<()> {
     let text =
         |range: &std::ops::Range<usize>| std::str::from_utf8(&arena[range.clone()]).expect("the decoder checked UTF-8");
-    // Streams touched earlier in this transaction: (last offset, locator).
-    let mut staged: Vec<(&str, u64, u64)> = Vec::new();
+    // Streams touched earlier in this transaction: their last (offset, locator). A map, not a list searched
+    // from the end: W3's 1,000-event transactions made that search 46% of a recovery's time (quadratic in a
+    // transaction's size: 110,000 records replayed in 600 ms).
+    let mut staged: HashMap<&str, (u64, u64)> = HashMap::with_capacity(txn.len());
     for record in txn {
         let stream = text(&record.stream);
-        let head = match staged.iter().rev().find(|(name, _, _)| *name == stream) {
-            Some(&(_, last_offset, head)) => Some((last_offset, head)),
+        let head = match staged.get(stream) {
+            Some(&(last_offset, head)) => Some((last_offset, head)),
             None => index.head(stream, Via::Pread(io))?.map(|head| (head.last_offset, head.locator)),
         };
         let expected = head.map_or((0, NO_PREV), |(last_offset, head)| (last_offset + 1, head));
@@ -331,7 +333,7 @@ fn apply(
                 ),
             ));
         }
-        staged.push((stream, record.offset, locator(segment.ordinal(), record.at as u32)));
+        staged.insert(stream, (record.offset, locator(segment.ordinal(), record.at as u32)));
     }
     let ordinal = segment.ordinal();
     let records = txn.iter().enumerate().map(|(i, record)| {
