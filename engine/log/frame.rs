@@ -322,6 +322,20 @@ mod tests {
     }
 
     #[test]
+    fn decode_errors_say_what_is_wrong() {
+        // The reason becomes the text of `Error::Corrupt`: it must name the problem (cargo-mutants found an
+        // empty Display surviving every test).
+        let mut buf = sample();
+        buf[HEADER_LEN] ^= 0x01;
+        assert_eq!(decode(&buf).unwrap_err().to_string(), "CRC mismatch");
+        assert_eq!(DecodeError::End.to_string(), "end of log (zero frame length)");
+        assert_eq!(
+            DecodeError::Truncated { needed: 96, available: 10 }.to_string(),
+            "frame needs 96 bytes but only 10 remain"
+        );
+    }
+
+    #[test]
     fn a_damaged_length_still_leaves_the_claim_of_the_body_lengths() {
         let mut frame = sample();
         let len = u64::from(u32_at(&frame, FRAME_LEN_OFFSET));
