@@ -333,6 +333,17 @@ mod tests {
             DecodeError::Truncated { needed: 96, available: 10 }.to_string(),
             "frame needs 96 bytes but only 10 remain"
         );
+        // A length of exactly a header is no shorter than one: the empty stream name is what is wrong.
+        let mut buf = sample();
+        buf[FRAME_LEN_OFFSET..FRAME_LEN_OFFSET + 4].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        for (at, width) in
+            [(STREAM_LEN_OFFSET, 2), (TYPE_LEN_OFFSET, 2), (METADATA_LEN_OFFSET, 4), (DATA_LEN_OFFSET, 4)]
+        {
+            buf[at..at + width].fill(0);
+        }
+        assert_eq!(check_header(&buf), Err(DecodeError::Invalid("stream name length out of range")));
+        buf[FRAME_LEN_OFFSET..FRAME_LEN_OFFSET + 4].copy_from_slice(&(HEADER_LEN as u32 - 1).to_le_bytes());
+        assert_eq!(check_header(&buf), Err(DecodeError::Invalid("frame length is shorter than a frame header")));
     }
 
     #[test]
