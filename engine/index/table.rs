@@ -589,10 +589,11 @@ impl Table {
         // unchanged), and the directory lock keeps other annals processes out. The file is never shrunk.
         let map = unsafe { Mmap::map(&file) }.context(|| format!("mapping {}", path.display()))?;
         // Lookups touch a bloom block, a few fence pages and a page or two of entries, scattered over the
-        // file: without this, every fault on a cold page reads the kernel's read-around window (128 KiB by
-        // default) with it, and 1,000 random stream reads of a 10-million-stream store pulled ~480 MB into
-        // the page cache (W9). Merges, which read tables whole, ask for read-ahead themselves
-        // ([`Table::prefetch`]). Advice is a hint: if the kernel refuses it, lookups are only slower.
+        // file: without this, every fault on a cold page reads the kernel's read-around window with it (the
+        // device's read_ahead_kb: 8 MiB on the machine W9 ran on), and 1,000 random stream reads of a
+        // 10-million-stream store read 3.5 GB from disk. Merges and verify, which read tables whole, ask for
+        // read-ahead themselves ([`Table::read_ahead`]). Advice is a hint: if the kernel refuses it, lookups
+        // are only slower.
         let _ = map.advise(memmap2::Advice::Random);
         // Every lookup starts in the bloom filter and the fences, a few hundredths of the file: ask for them
         // now, without waiting, so that the first reads after an open on a cold cache do not fault them in
