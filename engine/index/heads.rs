@@ -74,6 +74,8 @@ pub struct HeadCache {
     hand: usize,
     bytes: u64,
     bytes_max: u64,
+    /// Most slots (slot numbers are u32): past it, an entry is evicted for each new one, whatever the budget.
+    slots_max: usize,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -90,6 +92,7 @@ impl HeadCache {
             hand: 0,
             bytes: 0,
             bytes_max,
+            slots_max: u32::MAX as usize,
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -125,7 +128,7 @@ impl HeadCache {
         if cost > self.bytes_max {
             return;
         }
-        while self.bytes + cost > self.bytes_max {
+        while self.bytes + cost > self.bytes_max || (self.free.is_empty() && self.slots.len() >= self.slots_max) {
             self.evict_one();
         }
         let hash = self.hasher.hash_one(stream);
@@ -137,7 +140,7 @@ impl HeadCache {
             }
             None => {
                 self.slots.push(slot);
-                u32::try_from(self.slots.len() - 1).expect("a budget below 2^32 entries")
+                u32::try_from(self.slots.len() - 1).expect("at most slots_max (u32::MAX) slots")
             }
         };
         let slots = &self.slots;
@@ -270,6 +273,19 @@ mod tests {
         three.put("order-7", None);
         assert_eq!((three.peek("order-7"), three.len()), (Some(None), 1), "the long name is evicted for it");
         assert!(three.slots.len() <= 3);
+    }
+
+    #[test]
+    fn slot_numbers_never_run_out_whatever_the_budget() {
+        // A budget of u64::MAX would let slot numbers (u32) run out after 2^32 streams: past the most slots,
+        // each new entry evicts one. (Three slots here stand for 2^32.)
+        let mut cache = HeadCache::new(u64::MAX);
+        cache.slots_max = 3;
+        for n in 0..10 {
+            cache.put(&format!("order-{n}"), Some(head(n)));
+        }
+        assert_eq!((cache.len(), cache.slots.len()), (3, 3));
+        assert_eq!(cache.peek("order-9"), Some(Some(head(9))));
     }
 
     proptest! {
