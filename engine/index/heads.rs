@@ -98,7 +98,10 @@ impl HeadCache {
     }
 
     fn find(&self, stream: &str) -> Option<usize> {
-        let hash = self.hasher.hash_one(stream);
+        self.find_hashed(self.hasher.hash_one(stream), stream)
+    }
+
+    fn find_hashed(&self, hash: u64, stream: &str) -> Option<usize> {
         let slots = &self.slots;
         self.table.find(hash, |&i| slots[i as usize].name.as_bytes() == stream.as_bytes()).map(|&i| i as usize)
     }
@@ -118,7 +121,8 @@ impl HeadCache {
     /// Caches `head` for `stream`, evicting entries unused lately to stay within the budget. A stream whose
     /// entry alone would exceed the budget is not cached.
     pub fn put(&mut self, stream: &str, head: Option<Head>) {
-        if let Some(i) = self.find(stream) {
+        let hash = self.hasher.hash_one(stream);
+        if let Some(i) = self.find_hashed(hash, stream) {
             self.slots[i].head = head;
             self.slots[i].referenced = true;
             return;
@@ -131,7 +135,6 @@ impl HeadCache {
         while self.bytes + cost > self.bytes_max || (self.free.is_empty() && self.slots.len() >= self.slots_max) {
             self.evict_one();
         }
-        let hash = self.hasher.hash_one(stream);
         let slot = Slot { hash, name, head, referenced: false, live: true };
         let i = match self.free.pop() {
             Some(i) => {
