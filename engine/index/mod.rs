@@ -132,11 +132,11 @@ impl Index {
         store_dir: &Path,
         log: Arc<Log>,
         io: Io,
-        separator: char,
-        cache_bytes_max: u64,
-        hash_mask: u64,
+        options: &crate::Options,
         access: Access,
     ) -> Result<(Arc<Index>, Resume, Opened)> {
+        let (separator, cache_bytes_max, hash_mask) =
+            (options.category_separator, options.index_cache_bytes_max, options.stream_hash_mask);
         let dir = store_dir.join(INDEX_DIR);
         let found = tables::load(&dir, &log, &io, separator, hash_mask, access)?;
         let resume = found.resume;

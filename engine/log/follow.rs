@@ -50,15 +50,7 @@ impl Follower {
         }
         let log = Arc::new(Log::new(dir.to_owned(), bases, at_least_one(options.open_segments_max)));
         let io = Io::default();
-        let (index, resume, opened) = Index::open(
-            dir,
-            log.clone(),
-            io.clone(),
-            options.category_separator,
-            options.index_cache_bytes_max,
-            options.stream_hash_mask,
-            Access::ReadOnly,
-        )?;
+        let (index, resume, opened) = Index::open(dir, log.clone(), io.clone(), options, Access::ReadOnly)?;
         let (ordinal, at) = split_locator(resume.locator);
         let mut follower = Follower {
             log,

@@ -65,15 +65,7 @@ pub(crate) fn recover(
             std::fs::remove_file(&path).context(|| format!("removing the old checkpoint {}", path.display()))?;
         }
     }
-    let (index, resume, opened) = Index::open(
-        dir,
-        log.clone(),
-        io.clone(),
-        options.category_separator,
-        options.index_cache_bytes_max,
-        options.stream_hash_mask,
-        Access::Write,
-    )?;
+    let (index, resume, opened) = Index::open(dir, log.clone(), io.clone(), options, Access::Write)?;
     let mut report =
         RecoveryReport { index_tables: opened.tables, index_rejected: opened.dropped, ..RecoveryReport::default() };
     let start = Tail { next_position: resume.position, last_timestamp: resume.last_timestamp };
