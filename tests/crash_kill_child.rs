@@ -296,6 +296,7 @@ struct Totals {
     /// Kills before the child had opened the store (while starting, or recovering what the last one left).
     kills_while_opening: usize,
     checks: usize,
+    full_checks: usize,
     /// Records that recovery found written but not proven synced, and made durable.
     records_resynced: u64,
 }
@@ -356,29 +357,56 @@ fn run_and_kill(dir: &Path, mode: Mode, seed: u64, cycle: u64, rng: &mut Rng, to
     acks
 }
 
-/// Opens the store and checks everything; extends `seen` with the whole log and appends one transaction.
-fn check(
-    dir: &Path,
-    ctx: &str,
-    seen: &mut Vec<Seen>,
-    txns_seen: &mut HashSet<String>,
-    acked: &[Vec<Acked>],
-    totals: &mut Totals,
-    cycle: u64,
-) {
+/// What the parent knows of the log: everything up to the last check, as that check found it.
+#[derive(Default)]
+struct Known {
+    /// The log by position.
+    log: Vec<Seen>,
+    /// Each stream's next offset at the end of `log`.
+    next_offsets: HashMap<String, u64>,
+    /// Every transaction the log holds.
+    txns: HashSet<String>,
+}
+
+/// A full check reads the whole log; the others read what was added since the last check. One check in this
+/// many is full (and always the first and the last), so a long soak's cost grows with its cycles, not with the
+/// square of them: every check rereads a log that grows with each cycle.
+const FULL_CHECK_EVERY: usize = 16;
+
+/// Opens the store and checks it; extends `known` with what was added and appends one transaction.
+///
+/// A partial check still proves the log did not shrink or change at its end (the last known event is read
+/// again), that the new events are whole transactions at dense positions and offsets that continue the known
+/// ones, that every acknowledged event is present, and that each stream the new events touched reads the same
+/// through `read_stream` from its first new offset and through `read_stream_backwards` down to it. Damage
+/// further back, which no recovery should touch, is left to the next full check.
+fn check(dir: &Path, ctx: &str, known: &mut Known, acked: &[Vec<Acked>], totals: &mut Totals, cycle: u64, full: bool) {
     let _no_fork = no_fork_while_a_store_is_open();
     // Durability belongs to an open, not to the files: the parent checks with the default, `SyncData`.
     let store =
         Store::open_with(dir, options(Mode::SyncData)).unwrap_or_else(|err| panic!("{ctx}: reopen failed: {err}"));
     totals.records_resynced += store.recovery_report().records_resynced;
-    let mut log = Vec::new();
-    let mut offsets: HashMap<String, u64> = HashMap::new();
-    let mut by_stream: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    let from = if full { 0 } else { known.log.len() };
+    if !full && from > 0 {
+        let last = from - 1;
+        let event = store
+            .read_all(last as u64)
+            .unwrap()
+            .next()
+            .unwrap_or_else(|| panic!("{ctx}: the log shrank below {from} events"))
+            .unwrap_or_else(|err| panic!("{ctx}: read_all({last}) yielded {err}"));
+        let here = Seen { stream: event.stream().to_owned(), offset: event.offset(), hash: fnv(event.data()) };
+        assert_eq!(event.position(), last as u64, "{ctx}: read_all({last})");
+        assert_eq!(here, known.log[last], "{ctx}: position {last} changed since the last check");
+    }
+    let mut offsets = if full { HashMap::new() } else { known.next_offsets.clone() };
+    // Per stream touched: its first offset read here, and (position, hash) of each event from there.
+    let mut by_stream: BTreeMap<String, (u64, Vec<(u64, u64)>)> = BTreeMap::new();
+    let mut added = Vec::new();
     let mut open_txn: Option<(String, usize, usize)> = None;
     let mut new_txns = Vec::new();
-    for (position, event) in store.read_all(0).unwrap().enumerate() {
+    for (position, event) in (from as u64..).zip(store.read_all(from as u64).unwrap()) {
         let event = event.unwrap_or_else(|err| panic!("{ctx}: read_all yielded {err}"));
-        let position = position as u64;
         assert_eq!(event.position(), position, "{ctx}: positions must be dense");
         let stream = event.stream().to_owned();
         let next_offset = offsets.entry(stream.clone()).or_insert(0);
@@ -386,8 +414,8 @@ fn check(
         *next_offset += 1;
         let hash = fnv(event.data());
         let here = Seen { stream: stream.clone(), offset: event.offset(), hash };
-        by_stream.entry(stream.clone()).or_default().push((position, hash));
-        if let Some(before) = seen.get(position as usize) {
+        by_stream.entry(stream.clone()).or_insert_with(|| (event.offset(), Vec::new())).1.push((position, hash));
+        if let Some(before) = known.log.get(position as usize) {
             assert_eq!(&here, before, "{ctx}: position {position} changed since the last check");
         } else {
             // Every transaction whole: its events at consecutive positions, index 0 to count - 1.
@@ -403,7 +431,7 @@ fn check(
                 }
                 None => {
                     assert_eq!(index, 0, "{ctx}: position {position} starts in the middle of {txn}");
-                    assert!(txns_seen.insert(txn.clone()), "{ctx}: transaction {txn} appears twice");
+                    assert!(known.txns.insert(txn.clone()), "{ctx}: transaction {txn} appears twice");
                     new_txns.push(txn.clone());
                     open_txn = Some((txn, 1, count));
                 }
@@ -411,18 +439,27 @@ fn check(
             if matches!(&open_txn, Some((_, next, total)) if next == total) {
                 open_txn = None;
             }
+            added.push(here);
         }
-        log.push(here);
     }
     assert!(open_txn.is_none(), "{ctx}: the log ends inside transaction {:?} (a partial transaction)", open_txn);
-    assert!(log.len() >= seen.len(), "{ctx}: the log shrank from {} to {} events", seen.len(), log.len());
-    assert_eq!(store.head_position(), (log.len() as u64).checked_sub(1), "{ctx}: head position");
+    if full {
+        for (stream, next) in &known.next_offsets {
+            assert!(offsets.get(stream).is_some_and(|now| now >= next), "{ctx}: {stream} shrank below {next}");
+        }
+    }
+    let read = by_stream.values().map(|(_, events)| events.len()).sum::<usize>();
+    assert!(from + read >= known.log.len(), "{ctx}: the log shrank from {} to {} events", known.log.len(), from + read);
+    known.log.extend(added);
+    known.next_offsets = offsets;
+    assert_eq!(store.head_position(), (known.log.len() as u64).checked_sub(1), "{ctx}: head position");
 
-    // Every acknowledged event where the child was told it is.
+    // Every acknowledged event where the child was told it is (all of them after the last check's end).
     let mut acked_txns = HashSet::new();
     for txn in acked {
         for event in txn {
-            let found = log.get(event.position as usize);
+            assert!(event.position >= from as u64, "{ctx}: {event:?} acknowledged before the last check's end");
+            let found = known.log.get(event.position as usize);
             let expected = Seen { stream: event.stream.clone(), offset: event.offset, hash: event.hash };
             assert_eq!(found, Some(&expected), "{ctx}: acknowledged event {event:?} is lost or changed");
             acked_txns.insert(event.txn.clone());
@@ -431,27 +468,29 @@ fn check(
     totals.unacked_txns_recovered += new_txns.iter().filter(|txn| !acked_txns.contains(*txn)).count();
 
     // Each stream read on its own shows the same events, forwards and backwards.
-    for (stream, events) in &by_stream {
-        assert_eq!(store.stream_version(stream), Some(events.len() as u64 - 1), "{ctx}: version of {stream}");
+    for (stream, (first_offset, events)) in &by_stream {
+        let version = first_offset + events.len() as u64 - 1;
+        assert_eq!(store.stream_version(stream), Some(version), "{ctx}: version of {stream}");
         let forward: Vec<(u64, u64)> = store
-            .read_stream(stream, 0)
+            .read_stream(stream, *first_offset)
             .unwrap()
             .map(|event| {
                 let event = event.unwrap_or_else(|err| panic!("{ctx}: read_stream({stream}) yielded {err}"));
                 (event.position(), fnv(event.data()))
             })
             .collect();
-        assert_eq!(&forward, events, "{ctx}: read_stream({stream}, 0)");
+        assert_eq!(&forward, events, "{ctx}: read_stream({stream}, {first_offset})");
         let mut backwards: Vec<(u64, u64)> = store
             .read_stream_backwards(stream, None)
             .unwrap()
+            .take(if full { usize::MAX } else { events.len() })
             .map(|event| {
                 let event = event.unwrap_or_else(|err| panic!("{ctx}: read_stream_backwards({stream}) yielded {err}"));
                 (event.position(), fnv(event.data()))
             })
             .collect();
         backwards.reverse();
-        assert_eq!(&backwards, events, "{ctx}: read_stream_backwards({stream})");
+        assert_eq!(&backwards, events, "{ctx}: read_stream_backwards({stream}) down to offset {first_offset}");
     }
 
     // The store accepts new appends.
@@ -467,15 +506,16 @@ fn check(
         .collect();
     let results = store.append_multi(&parts).unwrap_or_else(|err| panic!("{ctx}: append after recovery failed: {err}"));
     for (part, result) in parts.iter().zip(results) {
-        assert_eq!(result.first_position, log.len() as u64, "{ctx}: position of the parent's append");
-        let offset = offsets.get(&part.stream).copied().unwrap_or(0);
-        assert_eq!(result.first_offset, offset, "{ctx}: offset of the parent's append to {}", part.stream);
-        log.push(Seen { stream: part.stream.clone(), offset, hash: fnv(part.events[0].data()) });
+        assert_eq!(result.first_position, known.log.len() as u64, "{ctx}: position of the parent's append");
+        let next = known.next_offsets.entry(part.stream.clone()).or_insert(0);
+        assert_eq!(result.first_offset, *next, "{ctx}: offset of the parent's append to {}", part.stream);
+        known.log.push(Seen { stream: part.stream.clone(), offset: *next, hash: fnv(part.events[0].data()) });
+        *next += 1;
     }
-    txns_seen.insert(txn);
+    known.txns.insert(txn);
     store.close().unwrap_or_else(|err| panic!("{ctx}: close failed: {err}"));
-    *seen = log;
     totals.checks += 1;
+    totals.full_checks += usize::from(full);
 }
 
 /// Kills children appending under `mode`, cycle after cycle on one directory, and checks what they leave.
@@ -495,8 +535,7 @@ fn kill_nine_at_random_moments(mode: Mode) -> Totals {
     let dir = std::env::var_os("ANNALS_KILL_DIR").map_or_else(|| temp.path().to_owned(), Into::into).join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = Rng(seed);
-    let mut seen = Vec::new();
-    let mut txns_seen = HashSet::new();
+    let mut known = Known::default();
     let mut totals = Totals::default();
     let mut unchecked: Vec<Vec<Acked>> = Vec::new();
     for cycle in 0..cycles {
@@ -507,17 +546,19 @@ fn kill_nine_at_random_moments(mode: Mode) -> Totals {
             continue;
         }
         let ctx = format!("{name}, seed {seed}, cycle {cycle}");
-        check(&dir, &ctx, &mut seen, &mut txns_seen, &unchecked, &mut totals, cycle);
+        let full = totals.checks % FULL_CHECK_EVERY == 0 || cycle + 1 == cycles;
+        check(&dir, &ctx, &mut known, &unchecked, &mut totals, cycle, full);
         unchecked.clear();
     }
     println!(
-        "{name}: {cycles} kills ({} while opening), {} checks, {} acknowledged transactions, {} transactions in the \
+        "{name}: {cycles} kills ({} while opening), {} checks ({} full), {} acknowledged transactions, {} transactions in the \
          log, {} events, {} records resynced by the checks' recoveries",
         totals.kills_while_opening,
         totals.checks,
+        totals.full_checks,
         totals.acked_txns,
-        txns_seen.len(),
-        seen.len(),
+        known.txns.len(),
+        known.log.len(),
         totals.records_resynced,
     );
     assert!(totals.acked_txns > 0, "{name}, seed {seed}: no child acknowledged anything");
