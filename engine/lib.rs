@@ -60,6 +60,7 @@ macro_rules! span {
 
 // The storage engine, by layer: the log (frames, segments, the writer, recovery), the index over it, and
 // the readers; then the typed event-sourcing layer and the snapshots beside the log.
+mod compaction;
 mod error;
 mod es;
 mod index;
@@ -107,8 +108,10 @@ pub use crate::snapshot::{
 pub const STREAM_NAME_BYTES_MAX: usize = log::frame::STREAM_NAME_BYTES_MAX;
 /// Longest event type, in bytes of UTF-8.
 pub const EVENT_TYPE_BYTES_MAX: usize = log::frame::EVENT_TYPE_BYTES_MAX;
-/// The on-disk format version this build writes and reads.
+/// The format version of the segments the writer makes (format-spec §4.1).
 pub const FORMAT_VERSION: u32 = log::segment::FORMAT_VERSION;
+/// The format version of a segment compaction rewrote, the newest this build reads (format-spec §4.5).
+pub const COMPACTED_FORMAT_VERSION: u32 = log::segment::COMPACTED_FORMAT_VERSION;
 
 /// An event to append: its type, payload, optional metadata and optional id.
 ///
@@ -281,6 +284,14 @@ pub struct Options {
     /// `'-'` (KurrentDB's convention; a name without it is its own category). Changing it rebuilds the index
     /// at the next open.
     pub category_separator: char,
+    /// Compaction rewrites a sealed segment once the events its streams' lifecycles hide make up at least this
+    /// share of its bytes, in percent (`Store::compact`, and the background compactor). Default 50. 0 turns
+    /// the background compactor off (`Store::compact` then compacts a segment with any hidden event). At most
+    /// 100.
+    pub compaction_dead_percent: u8,
+    /// How often the background compactor looks again at the streams with a `max_age` (whose events expire as
+    /// time passes, with no lifecycle change to wake it). Default 10 minutes. `Duration::MAX`: never.
+    pub compaction_interval: std::time::Duration,
     /// Test hook: makes chosen write-side system calls fail. Default `None`.
     pub fault_injector: Option<FaultInjector>,
     /// Test hook: stream-name hashes are masked with this (0 forces every stream into one hash slot).
@@ -299,12 +310,15 @@ impl Default for Options {
             open_segments_max: 1024,
             index_cache_bytes_max: 32 << 20,
             category_separator: '-',
+            compaction_dead_percent: 50,
+            compaction_interval: std::time::Duration::from_secs(600),
             fault_injector: None,
             stream_hash_mask: u64::MAX,
         }
     }
 }
 
+pub use crate::compaction::CompactionReport;
 pub use crate::log::recovery::RecoveryReport;
 
 /// Entry points for the fuzz targets in `fuzz/`: the decoders over arbitrary bytes. Not a stable API.

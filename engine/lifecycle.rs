@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::log::segment::split_locator;
 use crate::log::{decode_at, Log, Via};
 use crate::read::RecordedEvent;
 
@@ -121,10 +120,9 @@ impl Rules {
 /// tombstone?) and its metadata stream's last event.
 pub(crate) fn rules_of(log: &Log, index: &Index, stream: &str, now: SystemTime) -> Result<Option<Rules>> {
     let Some(head) = index.head(stream, Via::Mapping)? else { return Ok(None) };
-    let (ordinal, at) = split_locator(head.locator);
-    let segment = log.segment(ordinal)?;
-    let last = decode_at(&segment, at as usize)?;
-    if &segment.bytes()[at as usize..][last.event_type.clone()] == TOMBSTONE_EVENT_TYPE.as_bytes() {
+    let (segment, at) = log.kept(head.locator)?;
+    let last = decode_at(&segment, at)?;
+    if &segment.bytes()[at..][last.event_type.clone()] == TOMBSTONE_EVENT_TYPE.as_bytes() {
         return Ok(Some(Rules { start: u64::MAX, min_timestamp: u64::MAX, tombstoned: true }));
     }
     let Some(metadata) = metadata_of(log, index, stream)? else { return Ok(None) };
@@ -145,10 +143,9 @@ pub(crate) fn rules_of(log: &Log, index: &Index, stream: &str, now: SystemTime) 
 pub(crate) fn metadata_of(log: &Log, index: &Index, stream: &str) -> Result<Option<StreamMetadata>> {
     let meta = meta_stream(stream);
     let Some(head) = index.head(&meta, Via::Mapping)? else { return Ok(None) };
-    let (ordinal, at) = split_locator(head.locator);
-    let segment = log.segment(ordinal)?;
-    let frame = decode_at(&segment, at as usize)?;
-    let event = RecordedEvent::new(&segment, at as usize, &frame);
+    let (segment, at) = log.kept(head.locator)?;
+    let frame = decode_at(&segment, at)?;
+    let event = RecordedEvent::new(&segment, at, &frame);
     StreamMetadata::decode(&event).map(Some)
 }
 

@@ -68,6 +68,9 @@ struct Inner {
     writer: Mutex<Closing>,
     lock: Mutex<Option<File>>,
     report: RecoveryReport,
+    /// The background compactor (writable stores only) and its signal.
+    compactor: Mutex<Option<JoinHandle<()>>>,
+    compaction: Arc<crate::compaction::Signal>,
 }
 
 enum Closing {
@@ -128,6 +131,7 @@ impl Store {
             lifecycle: AtomicBool::new(false),
             options,
             io,
+            compaction: Mutex::new(()),
         });
         // Whether any stream has lifecycle metadata or a tombstone: one index probe each. Damage in the index
         // is not this open's to report (reads that need the damaged page do): then reads check, to be safe.
@@ -149,6 +153,14 @@ impl Store {
                 writer.run()
             })
             .context(|| "starting the writer thread".to_owned())?;
+        let compaction = Arc::new(crate::compaction::Signal::default());
+        let compactor = {
+            let (shared, signal) = (shared.clone(), compaction.clone());
+            std::thread::Builder::new()
+                .name("annals-compact".into())
+                .spawn(move || crate::compaction::run_in_background(shared, signal))
+                .context(|| "starting the compactor thread".to_owned())?
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 dir,
@@ -156,6 +168,8 @@ impl Store {
                 writer: Mutex::new(Closing::Open(handle)),
                 lock: Mutex::new(Some(lock)),
                 report,
+                compactor: Mutex::new(Some(compactor)),
+                compaction,
             }),
         })
     }
@@ -208,6 +222,7 @@ impl Store {
             lifecycle: AtomicBool::new(true),
             options,
             io: Io::default(),
+            compaction: Mutex::new(()),
         });
         let following = shared.clone();
         let handle = std::thread::Builder::new()
@@ -221,6 +236,8 @@ impl Store {
                 writer: Mutex::new(Closing::Open(handle)),
                 lock: Mutex::new(None),
                 report,
+                compactor: Mutex::new(None),
+                compaction: Arc::default(),
             }),
         })
     }
@@ -702,11 +719,13 @@ impl Store {
 
     /// Sets `stream`'s lifecycle metadata (replacing what it had): readers hide what it excludes from then on.
     /// Recorded as an event of `$meta-<stream>`, with the store's durability. The stream need not exist yet.
-    /// Nothing is removed from the log: the space of hidden events is not reclaimed.
+    /// Compaction ([`Store::compact`], and the background compactor) later gives the space of hidden events back.
     pub fn set_stream_metadata(&self, stream: &str, metadata: StreamMetadata) -> Result<AppendResult> {
         validate_stream_name(stream)?;
         let event = EventData::new(crate::lifecycle::META_EVENT_TYPE, metadata.encode());
-        self.append(&crate::lifecycle::meta_stream(stream), ExpectedVersion::Any, &[event])
+        let result = self.append(&crate::lifecycle::meta_stream(stream), ExpectedVersion::Any, &[event])?;
+        self.inner.compaction.changed(stream);
+        Ok(result)
     }
 
     /// `stream`'s lifecycle metadata (the default, which hides nothing, if it has none).
@@ -764,6 +783,7 @@ impl Store {
             },
         ];
         let mut results = self.enqueue_checked(parts, &[stream.to_owned()])?.wait()?;
+        self.inner.compaction.changed(stream);
         Ok(results.pop().expect("one result per part"))
     }
 
@@ -772,7 +792,10 @@ impl Store {
     /// subscriptions leave its events out (KurrentDB's hard delete). The name can not be used again.
     pub fn tombstone(&self, stream: &str, expected: ExpectedVersion) -> Result<AppendResult> {
         validate_stream_name(stream)?;
-        self.append(stream, expected, &[EventData::new(crate::lifecycle::TOMBSTONE_EVENT_TYPE, Vec::new())])
+        let result =
+            self.append(stream, expected, &[EventData::new(crate::lifecycle::TOMBSTONE_EVENT_TYPE, Vec::new())])?;
+        self.inner.compaction.changed(stream);
+        Ok(result)
     }
 
     /// The committed events of `stream` from `from_offset` (`None`, or an offset past the end: its last event)
@@ -917,13 +940,9 @@ impl Store {
         let (mut lo, mut hi) = (0, head.last_offset);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let at = index.locator_of_offset(stream, mid, Via::Mapping)?.ok_or_else(|| {
-                Error::corrupt(
-                    index.log().dir(),
-                    mid,
-                    format!("the index holds no entry for offset {mid} of {stream:?}"),
-                )
-            })?;
+            // No record at `mid`: compaction removed it, and with it the whole prefix of the stream up to it
+            // (which lies before any record it kept). A missing index entry would be reported by the read.
+            let at = index.locator_of_offset(stream, mid, Via::Mapping)?.unwrap_or(0);
             if at < locator {
                 lo = mid + 1;
             } else {
@@ -983,7 +1002,45 @@ impl Store {
     /// assert_eq!(report.records, 1);
     /// ```
     pub fn verify(&self) -> Result<crate::VerifyReport> {
+        let _no_compaction = self.inner.shared.compaction.lock();
         crate::log::verify::verify(&self.inner.shared)
+    }
+
+    /// Compacts now: rewrites each sealed segment (every one but the last, once the index's tables cover it)
+    /// in which the events its streams' lifecycles hide (truncation, soft deletion, `max_count`, `max_age`, a
+    /// tombstone) make up at least [`Options::compaction_dead_percent`] of the bytes (any share, when that is
+    /// 0), without them. This reads every sealed segment (an operator's full pass); the background compactor
+    /// does the same on its own for the segments that hold what each lifecycle change hid, and reads nothing
+    /// else. A read-only store never compacts (its report is empty).
+    ///
+    /// What stays: every event a read can still return, at the same position and offset, with the same id
+    /// and bytes; each stream's last event (so that its numbering goes on); system streams (`$…`); each
+    /// segment's first and last record. Removed events are gone for good, even if the stream's metadata later
+    /// hides less. Global positions then have gaps where they were. Crash-safe: a segment is replaced whole
+    /// (format-spec §4.5).
+    ///
+    /// ```
+    /// use annals::{EventData, ExpectedVersion, Options, Store};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// // No background compactor here (0), so that this call does the work.
+    /// let options = Options { segment_size_bytes: 16 << 10, compaction_dead_percent: 0, ..Default::default() };
+    /// let store = Store::open_with(dir.path(), options).unwrap();
+    /// for _ in 0..500 {
+    ///     store.append("cart-7", ExpectedVersion::Any, &[EventData::new("ItemAdded", vec![7u8; 100])]).unwrap();
+    /// }
+    /// store.delete_stream("cart-7", ExpectedVersion::Any).unwrap();
+    /// store.flush_index().unwrap();
+    /// let report = store.compact().unwrap();
+    /// assert!(report.segments > 0 && report.bytes_reclaimed > 0);
+    /// ```
+    pub fn compact(&self) -> Result<crate::CompactionReport> {
+        crate::compaction::compact(&self.inner.shared, self.inner.shared.options.compaction_dead_percent)
+    }
+
+    /// Waits until the index's tables cover every sealed segment (they are written in the background after each
+    /// roll). Compaction rewrites only segments the tables cover.
+    pub fn flush_index(&self) -> Result<()> {
+        self.inner.shared.index.wait_for_tables()
     }
 
     /// Closes the store: waits for queued appends, syncs, writes the index table of what the last segment
@@ -1004,6 +1061,11 @@ impl Inner {
                 Ok(()) => Ok(()),
                 Err(err) => Err(clone_error(err)),
             };
+        }
+        // The compactor first: it reads the log and the index, and writes segment files, under the lock.
+        self.compaction.stop();
+        if let Some(compactor) = self.compactor.lock().take() {
+            let _ = compactor.join();
         }
         self.shared.queue.lock().shutdown = true;
         self.shared.queue_ready.notify_all();
@@ -1109,6 +1171,12 @@ fn validate_options(options: &Options) -> Result<()> {
     }
     if options.open_segments_max == 0 {
         return invalid("open_segments_max must be at least 1".into());
+    }
+    if options.compaction_dead_percent > 100 {
+        return invalid(format!(
+            "compaction_dead_percent must be at most 100, not {}",
+            options.compaction_dead_percent
+        ));
     }
     if options.batch_bytes_max == 0 {
         return invalid("batch_bytes_max must be at least 1".into());

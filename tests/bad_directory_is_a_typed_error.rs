@@ -43,13 +43,13 @@ fn a_segment_of_a_newer_format_version_is_unsupported() {
     let segments = store_with_segments(dir.path());
     let mut bytes = std::fs::read(&segments[1]).unwrap();
     // Version at byte 8; the header CRC (bytes 60..64) covers bytes 0..60 and is recomputed.
-    bytes[8..12].copy_from_slice(&(annals::FORMAT_VERSION + 1).to_le_bytes());
+    bytes[8..12].copy_from_slice(&(annals::COMPACTED_FORMAT_VERSION + 1).to_le_bytes());
     let crc = crc32(&bytes[..60]);
     bytes[60..64].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&segments[1], &bytes).unwrap();
     let opened = Store::open_with(dir.path(), options());
     assert!(
-        matches!(&opened, Err(Error::UnsupportedFormat { file, found, .. }) if *file == segments[1] && *found == annals::FORMAT_VERSION + 1),
+        matches!(&opened, Err(Error::UnsupportedFormat { file, found, .. }) if *file == segments[1] && *found == annals::COMPACTED_FORMAT_VERSION + 1),
         "{:?}",
         opened.err()
     );

@@ -148,6 +148,24 @@ impl Memtable {
         self.last_timestamp = record.timestamp;
     }
 
+    /// Skips to `position`: the positions before it are records compaction removed (replaying a compacted
+    /// segment), and their entries are gone with them. The memtable still covers them, and its first position
+    /// keeps its position entry (at the original offset `end_locator` names, with `timestamp`, the next kept
+    /// record's: removed records' times are unknown, and none is later).
+    pub fn skip_to(&mut self, position: u64, timestamp: u64, last_locator: u64) {
+        assert!(position >= self.end_position, "memtable records come in position order");
+        if position == self.end_position {
+            return;
+        }
+        if self.is_empty() {
+            self.first_timestamp = timestamp;
+            self.positions.push(PositionEntry { position: self.first_position, locator: self.end_locator, timestamp });
+        }
+        self.end_position = position;
+        self.last_locator = last_locator;
+        self.last_event_id = uuid::Uuid::nil();
+    }
+
     pub fn run(&self, stream: &str) -> Option<&Run> {
         self.streams.get(stream)
     }

@@ -210,6 +210,21 @@ impl Index {
         publish();
     }
 
+    /// Adds one record replayed from a compacted segment, where positions may skip removed records.
+    pub fn publish_after_gap(&self, record: Record<'_>, next_locator: u64) {
+        let mut state = self.state.write();
+        let mut heads = self.heads.lock();
+        // (The record pushed next becomes the memtable's last.)
+        state.active.skip_to(record.position, record.timestamp, record.locator);
+        state.active.push(&record, next_locator);
+        heads.update(record.stream, Head { last_offset: record.offset, locator: record.locator });
+    }
+
+    /// Skips the active memtable to `position`: replay of a compacted segment whose last records were removed.
+    pub fn skip_to(&self, position: u64, timestamp: u64, last_locator: u64) {
+        self.state.write().active.skip_to(position, timestamp, last_locator);
+    }
+
     /// Freezes the active memtable (if it holds anything) and starts a new one at `position`, `locator`: at a
     /// roll (the records it holds are synced) and at close. The background thread writes it out. Waits while
     /// too many frozen memtables are queued.
@@ -230,6 +245,24 @@ impl Index {
         let mut jobs = self.background.jobs.lock();
         while self.state.read().frozen.len() > FROZEN_MAX && !jobs.stopped && jobs.failure.is_none() {
             self.background.done.wait(&mut jobs);
+        }
+    }
+
+    /// Waits until no frozen memtable is left (every sealed segment's entries are in tables); the last failure
+    /// to write one, if writing stopped or failed.
+    pub fn wait_for_tables(&self) -> Result<()> {
+        let mut jobs = self.background.jobs.lock();
+        loop {
+            if self.state.read().frozen.is_empty() {
+                return Ok(());
+            }
+            if let Some(failure) = &jobs.failure {
+                return Err(crate::log::writer::clone_error(failure));
+            }
+            if jobs.stopped {
+                return Err(Error::Closed);
+            }
+            self.background.done.wait_for(&mut jobs, std::time::Duration::from_millis(50));
         }
     }
 
@@ -438,6 +471,17 @@ impl Index {
         while at_position < position {
             let (ordinal, offset) = split_locator(at);
             let segment = self.log.segment(ordinal)?;
+            if segment.is_compacted() {
+                // Its relocation section names every position's original offset, removed records' too.
+                if let Some(logical) = segment.logical_of_position(position) {
+                    return Ok(locator(ordinal, logical));
+                }
+                let next = self.log.base(ordinal + 1).ok_or_else(|| {
+                    Error::corrupt(segment.path(), 0, format!("position {position} lies beyond the log"))
+                })?;
+                (at_position, at) = (next, locator(ordinal + 1, SEGMENT_HEADER_LEN as u32));
+                continue;
+            }
             let bytes = segment.bytes().get(offset as usize..).unwrap_or_default();
             let stride = match (frame::check_header(bytes), frame::peek_position_prev(bytes)) {
                 (Ok(len), Some((found, _, _))) if found == at_position && len <= bytes.len() => frame::aligned(len),
@@ -517,6 +561,27 @@ impl Index {
         while position < end {
             let (ordinal, offset) = split_locator(at);
             let segment = self.log.segment(ordinal)?;
+            if segment.is_compacted() {
+                // Only the records compaction kept have a commit time to compare.
+                let next_base = self.log.base(ordinal + 1).unwrap_or(u64::MAX);
+                let mut here = segment.physical_at_or_after(offset).map_or(segment.frames_end(), |here| here as usize);
+                while here < segment.frames_end() {
+                    let frame = match frame::decode(&segment.bytes()[here..]) {
+                        Ok(frame) => frame,
+                        Err(frame::DecodeError::End) => break,
+                        Err(err) => return Err(crate::log::corrupt_frame(&segment, here, err)),
+                    };
+                    if frame.header.position >= end {
+                        return Ok(None);
+                    }
+                    if frame.header.timestamp_nanos >= at_nanos {
+                        return Ok(Some(frame.header.position));
+                    }
+                    here += frame.stride();
+                }
+                (position, at) = (next_base, locator(ordinal + 1, SEGMENT_HEADER_LEN as u32));
+                continue;
+            }
             let frame = decode_at(&segment, offset as usize)?;
             if frame.header.timestamp_nanos >= at_nanos {
                 return Ok(Some(position));

@@ -167,9 +167,31 @@ fn check_against_log(
         return Ok(Err("its last record lies beyond the log".into()));
     }
     let segment = log.segment(ordinal)?;
-    if (at as usize) < SEGMENT_HEADER_LEN || u64::from(at) >= segment.size() {
+    if (at as usize) < SEGMENT_HEADER_LEN || (!segment.is_compacted() && u64::from(at) >= segment.size()) {
         return Ok(Err("its last record lies outside its segment".into()));
     }
+    // Locators hold original offsets. In a compacted segment the relocation section names the record of every
+    // position, kept or removed: a removed last record is checked by its position and place alone.
+    let logical = at;
+    if segment.is_compacted() {
+        let last = meta.end_position.checked_sub(1).and_then(|last| segment.logical_of_position(last));
+        if last != Some(logical) {
+            return Ok(Err("its last record is not where its compacted segment has that position".into()));
+        }
+        let next_base = log.base(ordinal + 1);
+        let end = match segment.logical_of_position(meta.end_position) {
+            Some(next) => locator(ordinal, next),
+            None if next_base == Some(meta.end_position) => locator(ordinal + 1, SEGMENT_HEADER_LEN as u32),
+            None => return Ok(Err("its end lies beyond its compacted segment".into())),
+        };
+        if meta.end_locator != end {
+            return Ok(Err("its end does not follow its last record".into()));
+        }
+        if segment.physical(logical).is_none() {
+            return Ok(Ok(()));
+        }
+    }
+    let Some(at) = segment.physical(logical) else { unreachable!("kept, or a segment never compacted") };
     let frame = match PreadWindow::small(&segment, io).frame(at as usize)? {
         Ok(frame) => frame,
         // A table of this log vouches for its last record: it was synced before the table was written, so its
@@ -196,7 +218,7 @@ fn check_against_log(
             segment.base_position()
         )));
     }
-    let after = locator(ordinal, at + frame.stride() as u32);
+    let after = locator(ordinal, logical + frame.stride() as u32);
     let rolled = meta.end_locator == locator(ordinal + 1, SEGMENT_HEADER_LEN as u32)
         && log.base(ordinal + 1) == Some(meta.end_position);
     if meta.end_locator != after && !rolled {
@@ -213,9 +235,10 @@ fn first_record_matches(table: &Table, log: &Log, io: &Io) -> Result<bool> {
         return Ok(false);
     }
     let segment = log.segment(ordinal)?;
-    if (at as usize) < SEGMENT_HEADER_LEN || u64::from(at) >= segment.size() {
+    if (at as usize) < SEGMENT_HEADER_LEN || (!segment.is_compacted() && u64::from(at) >= segment.size()) {
         return Ok(false);
     }
+    let Some(at) = segment.physical(at) else { return Ok(false) };
     let decoded = PreadWindow::small(&segment, io).frame(at as usize)?;
     Ok(decoded
         .is_ok_and(|frame| frame.header.position == first.position && frame.header.timestamp_nanos == first.timestamp))

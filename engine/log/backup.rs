@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use super::decode_at;
 use super::io::Io;
-use super::segment::{self, split_locator, SEGMENT_HEADER_LEN};
+use super::segment::{self, SEGMENT_HEADER_LEN};
 use super::writer::Shared;
 use crate::error::{Error, IoContext, Result};
 use crate::index::table;
@@ -27,6 +27,9 @@ use crate::index::INDEX_DIR;
 /// to the durable position. Returns the last position the copy holds (`None` for an empty log).
 pub(crate) fn backup(shared: &Shared, dir: &Path, dest: &Path) -> Result<Option<u64>> {
     prepare_destination(dest)?;
+    // Compaction replaces segment files by name: the copy must not meet a file replaced under the mapping it
+    // measured (a read-only store's writer, in another process, takes no part in this: see format-spec §17).
+    let _no_compaction = shared.compaction.lock();
     let io = Io::default();
     // Everything below `end` is durable (and, for a writer, committed): the copy holds exactly that.
     let end = shared.durable.load(Ordering::Acquire).min(shared.committed.load(Ordering::Acquire));
@@ -35,9 +38,19 @@ pub(crate) fn backup(shared: &Shared, dir: &Path, dest: &Path) -> Result<Option<
     let (last_ordinal, last_end) = match end.checked_sub(1) {
         None => (0, SEGMENT_HEADER_LEN),
         Some(last) => {
-            let (ordinal, at) = split_locator(shared.index.locator_of(last)?);
-            let frame = decode_at(&*log.segment(ordinal)?, at as usize)?;
-            (ordinal, at as usize + frame.stride())
+            let locator = shared.index.locator_of(last)?;
+            match log.located(locator)? {
+                Some((segment, at)) => {
+                    let frame = decode_at(&segment, at)?;
+                    (segment.ordinal(), at + frame.stride())
+                }
+                // Compaction removed the last record (its segment is sealed, the last one empty): the
+                // compacted file is immutable and copied whole.
+                None => {
+                    let segment = log.segment(segment::split_locator(locator).0)?;
+                    (segment.ordinal(), segment.size() as usize)
+                }
+            }
         }
     };
     for ordinal in 0..last_ordinal {
@@ -115,6 +128,11 @@ fn link_or_copy(from: &Path, to: &Path, io: &Io) -> Result<()> {
 fn copy_prefix(from: &Path, to: &Path, len: usize, io: &Io) -> Result<()> {
     let source = File::open(from).context(|| format!("opening {}", from.display()))?;
     let size = source.metadata().context(|| format!("reading metadata of {}", from.display()))?.len();
+    // A compacted segment (format 2) is sealed and immutable: copied whole, whichever file compaction left
+    // under this name when it was opened (`len` may have been measured in the file it replaced).
+    let mut version = [0u8; 4];
+    source.read_exact_at(&mut version, 8).context(|| format!("reading {}", from.display()))?;
+    let len = if u32::from_le_bytes(version) == segment::COMPACTED_FORMAT_VERSION { size as usize } else { len };
     let target =
         OpenOptions::new().write(true).create_new(true).open(to).context(|| format!("creating {}", to.display()))?;
     io.allocate(&target, to, size).context(|| format!("reserving {}", to.display()))?;

@@ -93,6 +93,24 @@ impl Follower {
                 break;
             }
             let segment = self.log.segment(self.ordinal)?;
+            if segment.is_compacted() {
+                // The writer compacted a sealed segment this reader had not finished: `at` is an original
+                // offset (this reader read the file as the writer sealed it), which the relocation translates.
+                super::recovery::replay_compacted(
+                    &self.log,
+                    &self.io,
+                    &self.index,
+                    &segment,
+                    self.at as u32,
+                    &mut self.tail,
+                    report,
+                )?;
+                let next_base = self.log.base(self.ordinal + 1).expect("a compacted segment is sealed");
+                self.ordinal += 1;
+                self.at = SEGMENT_HEADER_LEN;
+                self.index.freeze(next_base, locator(self.ordinal, SEGMENT_HEADER_LEN as u32));
+                continue;
+            }
             let mut window = PreadWindow::new(&segment, &self.io);
             let scanned = scan(&mut window, &self.log, &self.io, &self.index, self.at, &mut self.tail, limit, report)?;
             self.at = scanned.committed.0;

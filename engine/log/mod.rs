@@ -4,6 +4,7 @@
 //! the I/O layer every write goes through (`io`).
 
 pub(crate) mod backup;
+pub(crate) mod compact;
 pub(crate) mod follow;
 pub(crate) mod frame;
 pub(crate) mod head;
@@ -129,6 +130,37 @@ impl Log {
         self.keep_mapped(segment.ordinal(), segment);
     }
 
+    /// The ordinal of the segment holding `position` (the last one whose base is at or below it).
+    pub fn ordinal_of(&self, position: u64) -> u32 {
+        let bases = self.bases.read();
+        (bases.partition_point(|&base| base <= position).max(1) - 1) as u32
+    }
+
+    /// Drops segment `ordinal` from the cache of mapped segments: compaction replaced its file, and the next
+    /// lookup maps the new one. Readers holding the old one keep reading it (its own locators stay valid in it).
+    pub fn forget(&self, ordinal: u32) {
+        self.open.lock().pop(&ordinal);
+    }
+
+    /// The segment and the byte offset in it of the record at `locator` (an original offset, as the index and
+    /// back-links hold them); `None` if compaction removed it.
+    pub fn located(&self, locator: u64) -> Result<Option<(Arc<Segment>, usize)>> {
+        let (ordinal, at) = split_locator(locator);
+        let segment = self.segment(ordinal)?;
+        Ok(segment.physical(at).map(|here| (segment, here as usize)))
+    }
+
+    /// Like [`Log::located`], for a record that compaction never removes (a stream's last record, the last
+    /// record of an index table): its removal is `Corrupt`.
+    pub fn kept(&self, locator: u64) -> Result<(Arc<Segment>, usize)> {
+        let (ordinal, at) = split_locator(locator);
+        let segment = self.segment(ordinal)?;
+        match segment.physical(at) {
+            Some(here) => Ok((segment, here as usize)),
+            None => Err(Error::corrupt(segment.path(), u64::from(at), "no record here: compaction removed it")),
+        }
+    }
+
     /// Puts `segment` in the cache of mapped segments, unmapping the least recently used one beyond the bound
     /// (a reader that holds it keeps its mapping until it lets go).
     fn keep_mapped(&self, ordinal: u32, segment: Arc<Segment>) {
@@ -142,9 +174,11 @@ impl Log {
     /// The offset of the record at `locator` if it belongs to `stream`; `None` if it is another stream's (two
     /// names may share a hash in the index). A damaged record is `Corrupt`, never `None`, or a stream whose
     /// last record was damaged would silently vanish and its next append restart it.
+    /// A record compaction removed is no stream's (`None`).
     pub fn offset_in(&self, locator: u64, stream: &str, via: Via<'_>) -> Result<Option<u64>> {
         let (ordinal, at) = split_locator(locator);
         let segment = self.segment(ordinal)?;
+        let Some(at) = segment.physical(at) else { return Ok(None) };
         let at = at as usize;
         let offset = match via {
             Via::Mapping => {
@@ -173,9 +207,12 @@ impl Log {
     /// Whether the record at `locator` belongs to `stream`. A record whose name differs is another stream's
     /// (two names may share a hash in the index), unless the record is damaged: then `Corrupt`, never "no",
     /// or a stream whose last record was damaged would silently vanish and its next append restart it.
+    /// A record compaction removed is no stream's (false). `locator` holds an original offset; the record is
+    /// looked up where compaction moved it.
     pub fn carries(&self, locator: u64, stream: &str, via: Via<'_>) -> Result<bool> {
         let (ordinal, at) = split_locator(locator);
         let segment = self.segment(ordinal)?;
+        let Some(at) = segment.physical(at) else { return Ok(false) };
         let at = at as usize;
         if at < SEGMENT_HEADER_LEN || at >= segment.bytes().len() {
             return Err(Error::corrupt(segment.path(), at as u64, "an index entry points outside the segment"));

@@ -172,6 +172,15 @@ fn replay(
                 ),
             ));
         }
+        if segment.is_compacted() {
+            // Sealed, and every transaction in it was complete when compaction ran.
+            let Some(successor_base) = log.base(ordinal + 1) else {
+                return Err(Error::corrupt(segment.path(), 0, "a compacted segment is the last segment of the log"));
+            };
+            replay_compacted(log, io, index, &segment, at as u32, &mut tail, report)?;
+            index.freeze(successor_base, locator(ordinal + 1, SEGMENT_HEADER_LEN as u32));
+            continue;
+        }
         let mut window = PreadWindow::new(&segment, io);
         let scanned = scan(&mut window, log, io, index, at, &mut tail, u64::MAX, report)?;
 
@@ -201,6 +210,83 @@ fn replay(
         return finish_last_segment(&segment, &mut window, io, &scanned, &tail, options, report);
     }
     unreachable!("the loop reaches the last segment")
+}
+
+/// Replays a compacted segment from original offset `from` (its base, or where the index's tables end) into
+/// the index. Its records are checked as compaction left them: each decodes in full, positions ascend within
+/// the segment, each sits where its relocation entry says, and each continues its stream, or (the first record
+/// compaction kept of a stream) links back to a removed one. The index then reaches the successor's base.
+pub(super) fn replay_compacted(
+    log: &Log,
+    io: &Io,
+    index: &Index,
+    segment: &Segment,
+    from: u32,
+    tail: &mut Tail,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let ordinal = segment.ordinal();
+    let end = log.base(ordinal + 1).expect("a compacted segment is sealed");
+    let mut window = PreadWindow::new(segment, io);
+    let mut at = segment.physical_at_or_after(from).map_or(segment.frames_end(), |here| here as usize);
+    loop {
+        if at >= segment.frames_end() {
+            // Compaction may have removed the segment's last records: the log goes on at the successor's base.
+            if tail.next_position < end {
+                let last = segment.logical_of_position(end - 1).expect("within the segment");
+                index.skip_to(end, tail.last_timestamp, locator(ordinal, last));
+            }
+            tail.next_position = end;
+            return Ok(());
+        }
+        let frame = match window.frame(at)? {
+            Ok(frame) => frame,
+            Err(err) => return Err(crate::log::corrupt_frame(segment, at, err)),
+        };
+        let header = frame.header;
+        let bad = |reason: String| Err(Error::corrupt(segment.path(), at as u64, reason));
+        if header.position < tail.next_position || header.position >= end {
+            return bad(format!("position {} out of order in a compacted segment", header.position));
+        }
+        let logical = match segment.logical_of_position(header.position) {
+            Some(logical) if segment.physical(logical) == Some(at as u32) => logical,
+            _ => return bad(format!("record of position {} is not where its relocation entry says", header.position)),
+        };
+        let bytes = &window.bytes(at, frame.len)?[..frame.len];
+        let text =
+            |range: std::ops::Range<usize>| std::str::from_utf8(&bytes[range]).expect("the decoder checked UTF-8");
+        let (stream, event_type) = (text(frame.stream.clone()), text(frame.event_type.clone()));
+        let head = index.head(stream, Via::Pread(io))?;
+        let expected = head.map_or((0, NO_PREV), |head| (head.last_offset + 1, head.locator));
+        let continues = (header.offset, header.prev) == expected
+            || (header.offset > expected.0 && header.prev != NO_PREV && log.located(header.prev)?.is_none());
+        if !continues {
+            return bad(format!(
+                "record of stream {stream:?} has offset {} (expected {}) or a back-link that does not continue it",
+                header.offset, expected.0
+            ));
+        }
+        at += frame.stride();
+        let next = header.position + 1;
+        let next_locator = if next == end {
+            locator(ordinal + 1, SEGMENT_HEADER_LEN as u32)
+        } else {
+            locator(ordinal, segment.logical_of_position(next).expect("below the segment's end"))
+        };
+        let record = Record {
+            stream,
+            event_type,
+            offset: header.offset,
+            position: header.position,
+            locator: locator(ordinal, logical),
+            timestamp: header.timestamp_nanos,
+            event_id: header.event_id,
+        };
+        index.publish_after_gap(record, next_locator);
+        tail.next_position = next;
+        tail.last_timestamp = tail.last_timestamp.max(header.timestamp_nanos);
+        report.records_replayed += 1;
+    }
 }
 
 /// Where replay has reached.
@@ -315,7 +401,11 @@ fn apply(
             None => index.head(stream, Via::Pread(io))?.map(|head| (head.last_offset, head.locator)),
         };
         let expected = head.map_or((0, NO_PREV), |(last_offset, head)| (last_offset + 1, head));
-        if (record.offset, record.prev) != expected {
+        // Or the first record compaction kept of the stream, linking back to a removed one.
+        let after_removed = || -> Result<bool> {
+            Ok(record.offset > expected.0 && record.prev != NO_PREV && log.located(record.prev)?.is_none())
+        };
+        if (record.offset, record.prev) != expected && !after_removed()? {
             return Err(Error::corrupt(
                 segment.path(),
                 record.at as u64,

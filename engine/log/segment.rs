@@ -11,8 +11,14 @@
 //! | 16     | 8    | segment size         | bytes of the whole file, header included            |
 //! | 24     | 8    | base position        | global position of the segment's first record       |
 //! | 32     | 4    | ordinal              | 0 for the first segment, +1 for each next one       |
-//! | 36     | 24   | reserved             | zero                                                |
+//! | 36     | 24   | reserved             | zero (format 1); see below (format 2)               |
 //! | 60     | 4    | CRC                  | CRC-32 of bytes `0..60`                             |
+//!
+//! A segment the writer made is format 1. Compaction (`log::compact`) rewrites a sealed segment as format 2:
+//! only the kept records, packed from byte 64, then a relocation section that maps each record's original byte
+//! offset (what locators in the index and back-links hold) to its offset in this file, or to 0 for a record
+//! compaction removed. Its header uses the reserved bytes: `records` (u32 at 36, how many records the segment
+//! held when the writer sealed it) and `relocation_at` (u32 at 40, where the section starts); 44..60 stay zero.
 //!
 //! Frames follow from byte 64. Writes go through `pwrite` and reads through the mapping: the page cache makes
 //! written bytes visible to the mapping at once, and no store through the mapping can fault on a full disk.
@@ -28,8 +34,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::log::frame::{self, DecodeError, Frame};
 use crate::log::io::Io;
 
-/// The on-disk format version this build writes and reads.
+/// The format version of the segments the writer makes.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format version of a segment compaction rewrote: format 1's frames, and a relocation section.
+pub const COMPACTED_FORMAT_VERSION: u32 = 2;
 /// Bytes before the first frame of a segment.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 const MAGIC: &[u8; 8] = b"ANNALSEG";
@@ -39,7 +47,13 @@ const SIZE_OFFSET: usize = HEADER_LEN_OFFSET + 4;
 const BASE_OFFSET: usize = SIZE_OFFSET + 8;
 const ORDINAL_OFFSET: usize = BASE_OFFSET + 8;
 const RESERVED_OFFSET: usize = ORDINAL_OFFSET + 4;
+/// Format 2: how many records the segment held before compaction, and where its relocation section starts.
+const RECORDS_OFFSET: usize = RESERVED_OFFSET;
+const RELOCATION_AT_OFFSET: usize = RECORDS_OFFSET + 4;
+const RESERVED_V2_OFFSET: usize = RELOCATION_AT_OFFSET + 4;
 const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 24;
+/// Bytes of one relocation entry: original offset u32, offset in the file u32 (0: removed).
+pub const RELOCATION_ENTRY_LEN: usize = 8;
 const _: () = assert!(HEADER_CRC_OFFSET + 4 == SEGMENT_HEADER_LEN);
 
 /// Smallest segment size: room for the header and a few small frames.
@@ -84,6 +98,8 @@ pub struct Segment {
     mmap: Arc<Mmap>,
     base_position: u64,
     ordinal: u32,
+    /// Format 2 (compacted) only: (records before compaction, byte offset of the relocation section).
+    compacted: Option<(u32, u32)>,
 }
 
 impl Segment {
@@ -126,7 +142,7 @@ impl Segment {
         }
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
             .context(|| format!("reading header of {}", path.display()))?;
-        let (size, base_position, ordinal) = decode_header(path, &header)?;
+        let Header { size, base_position, ordinal, compacted } = decode_header(path, &header)?;
         if size != len {
             return Err(Error::corrupt(
                 path,
@@ -150,7 +166,12 @@ impl Segment {
                 ));
             }
         }
-        Self::map(path.to_owned(), &file, base_position, ordinal)
+        if let Some((records, relocation_at)) = compacted {
+            check_relocation(path, &file, size, records, relocation_at)?;
+        }
+        let mut segment = Self::map(path.to_owned(), &file, base_position, ordinal)?;
+        segment.compacted = compacted;
+        Ok(segment)
     }
 
     /// A descriptor of the segment's file open for reading and writing (the writer's, recovery's).
@@ -176,7 +197,14 @@ impl Segment {
         // refuses it, reads are only slower.
         let _ = mmap.advise(memmap2::Advice::Random);
         let mmap = Arc::new(mmap);
-        Ok(Segment { path, map: Bytes::from_owner(SharedMap(mmap.clone())), mmap, base_position, ordinal })
+        Ok(Segment {
+            path,
+            map: Bytes::from_owner(SharedMap(mmap.clone())),
+            mmap,
+            base_position,
+            ordinal,
+            compacted: None,
+        })
     }
 
     /// Asks the kernel to start reading `len` bytes from `at` into the page cache, without waiting: the
@@ -223,6 +251,106 @@ impl Segment {
     pub fn size(&self) -> u64 {
         self.map.len() as u64
     }
+
+    /// Whether compaction rewrote this segment (format 2): its records may have gaps in their positions, and
+    /// locators into it name original byte offsets, which [`Segment::physical`] translates.
+    pub fn is_compacted(&self) -> bool {
+        self.compacted.is_some()
+    }
+
+    /// Where the frames region ends: the size (format 1), or (format 2) the 8 zero bytes after the last kept
+    /// frame, before the relocation section.
+    pub fn frames_end(&self) -> usize {
+        self.compacted.map_or(self.map.len(), |(_, relocation_at)| relocation_at as usize - 8)
+    }
+
+    /// Relocation entry `i` of a compacted segment: (original byte offset, byte offset here or 0).
+    fn relocation(&self, i: u32) -> (u32, u32) {
+        let (_, relocation_at) = self.compacted.expect("a compacted segment");
+        let at = relocation_at as usize + i as usize * RELOCATION_ENTRY_LEN;
+        let entry = &self.map[at..at + RELOCATION_ENTRY_LEN];
+        let u32_at = |k: usize| u32::from_le_bytes(entry[k..k + 4].try_into().expect("4 bytes"));
+        (u32_at(0), u32_at(4))
+    }
+
+    /// Where the record a locator names (by its original byte offset `logical`) is in this file: the same
+    /// offset in a segment never compacted; in a compacted one, its new offset, or `None` if compaction removed
+    /// it (or no record ever started there).
+    pub fn physical(&self, logical: u32) -> Option<u32> {
+        let Some((records, _)) = self.compacted else { return Some(logical) };
+        let i = self.first_entry_at_or_after(logical, records);
+        match (i < records).then(|| self.relocation(i)) {
+            Some((original, here)) if original == logical && here != 0 => Some(here),
+            _ => None,
+        }
+    }
+
+    /// The first record at or after original byte offset `logical` that this file still holds: its offset
+    /// here, or `None` past the segment's last record.
+    pub fn physical_at_or_after(&self, logical: u32) -> Option<u32> {
+        let Some((records, _)) = self.compacted else { return Some(logical) };
+        (self.first_entry_at_or_after(logical, records)..records).map(|i| self.relocation(i).1).find(|&here| here != 0)
+    }
+
+    /// The original byte offset of the record at `position` in a compacted segment (whether kept or not).
+    pub fn logical_of_position(&self, position: u64) -> Option<u32> {
+        let (records, _) = self.compacted?;
+        let i = position.checked_sub(self.base_position).filter(|&i| i < u64::from(records))?;
+        Some(self.relocation(i as u32).0)
+    }
+
+    fn first_entry_at_or_after(&self, logical: u32, records: u32) -> u32 {
+        let (mut lo, mut hi) = (0, records);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.relocation(mid).0 < logical {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// Checks a compacted segment's relocation section (read with `pread`: a media error is an error here, so
+/// that lookups through the mapping later meet only checked bytes): it fits the file, its CRC holds, original
+/// offsets ascend from 64, and the kept records' offsets ascend from 64 (the first of them there) within the
+/// frames region.
+fn check_relocation(path: &Path, file: &File, size: u64, records: u32, relocation_at: u32) -> Result<()> {
+    let bad = |at: u64, reason: String| Err(Error::corrupt(path, at, reason));
+    let len = records as u64 * RELOCATION_ENTRY_LEN as u64;
+    if records == 0 || (relocation_at as usize) < SEGMENT_HEADER_LEN + 8 || u64::from(relocation_at) + len + 4 > size {
+        return bad(
+            RECORDS_OFFSET as u64,
+            format!("relocation section of {records} records at {relocation_at} does not fit"),
+        );
+    }
+    let mut section = vec![0u8; len as usize + 4];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut section, u64::from(relocation_at))
+        .context(|| format!("reading the relocation section of {}", path.display()))?;
+    let (entries, crc) = section.split_at(len as usize);
+    if crc32fast::hash(entries) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+        return bad(u64::from(relocation_at) + len, "relocation section CRC mismatch".to_owned());
+    }
+    let (mut original_before, mut here_before) = (0u32, 0u32);
+    for (i, entry) in entries.chunks_exact(RELOCATION_ENTRY_LEN).enumerate() {
+        let original = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
+        let here = u32::from_le_bytes(entry[4..].try_into().expect("4 bytes"));
+        let at = u64::from(relocation_at) + (i * RELOCATION_ENTRY_LEN) as u64;
+        if (original as usize) < SEGMENT_HEADER_LEN || (i > 0 && original <= original_before) {
+            return bad(at, format!("relocation entry {i}: original offsets must ascend from 64"));
+        }
+        if here != 0 && ((here as usize) < SEGMENT_HEADER_LEN || here <= here_before || here >= relocation_at - 8) {
+            return bad(at, format!("relocation entry {i}: kept records must ascend within the frames region"));
+        }
+        if here != 0 && here_before == 0 && here as usize != SEGMENT_HEADER_LEN {
+            return bad(at, format!("relocation entry {i}: the first kept record must start at byte 64"));
+        }
+        original_before = original;
+        here_before = here.max(here_before);
+    }
+    Ok(())
 }
 
 /// The owner of a segment's `Bytes`: the mapping, shared with the segment (which advises it).
@@ -365,9 +493,24 @@ impl<'a> PreadWindow<'a> {
 }
 
 fn encode_header(size: u64, base_position: u64, ordinal: u32) -> [u8; SEGMENT_HEADER_LEN] {
+    encode_header_v(size, base_position, ordinal, None)
+}
+
+/// A segment header: format 1, or format 2 with (records, relocation_at).
+pub(crate) fn encode_header_v(
+    size: u64,
+    base_position: u64,
+    ordinal: u32,
+    compacted: Option<(u32, u32)>,
+) -> [u8; SEGMENT_HEADER_LEN] {
     let mut header = [0u8; SEGMENT_HEADER_LEN];
     header[..VERSION_OFFSET].copy_from_slice(MAGIC);
-    header[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let version = if compacted.is_some() { COMPACTED_FORMAT_VERSION } else { FORMAT_VERSION };
+    header[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&version.to_le_bytes());
+    if let Some((records, relocation_at)) = compacted {
+        header[RECORDS_OFFSET..RELOCATION_AT_OFFSET].copy_from_slice(&records.to_le_bytes());
+        header[RELOCATION_AT_OFFSET..RESERVED_V2_OFFSET].copy_from_slice(&relocation_at.to_le_bytes());
+    }
     header[HEADER_LEN_OFFSET..SIZE_OFFSET].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
     header[SIZE_OFFSET..BASE_OFFSET].copy_from_slice(&size.to_le_bytes());
     header[BASE_OFFSET..ORDINAL_OFFSET].copy_from_slice(&base_position.to_le_bytes());
@@ -377,8 +520,16 @@ fn encode_header(size: u64, base_position: u64, ordinal: u32) -> [u8; SEGMENT_HE
     header
 }
 
-/// Checks a segment header and returns (size, base position, ordinal).
-fn decode_header(path: &Path, header: &[u8; SEGMENT_HEADER_LEN]) -> Result<(u64, u64, u32)> {
+/// A checked segment header.
+struct Header {
+    size: u64,
+    base_position: u64,
+    ordinal: u32,
+    compacted: Option<(u32, u32)>,
+}
+
+/// Checks a segment header.
+fn decode_header(path: &Path, header: &[u8; SEGMENT_HEADER_LEN]) -> Result<Header> {
     if &header[..VERSION_OFFSET] != MAGIC {
         return Err(Error::corrupt(path, 0, "not an annals segment (bad magic)"));
     }
@@ -388,20 +539,27 @@ fn decode_header(path: &Path, header: &[u8; SEGMENT_HEADER_LEN]) -> Result<(u64,
         return Err(Error::corrupt(path, HEADER_CRC_OFFSET as u64, "segment header CRC mismatch"));
     }
     let version = u32_at(VERSION_OFFSET);
-    if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedFormat { file: path.to_owned(), found: version, supported: FORMAT_VERSION });
+    if version != FORMAT_VERSION && version != COMPACTED_FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            file: path.to_owned(),
+            found: version,
+            supported: COMPACTED_FORMAT_VERSION,
+        });
     }
+    let reserved_from = if version == COMPACTED_FORMAT_VERSION { RESERVED_V2_OFFSET } else { RESERVED_OFFSET };
     if u32_at(HEADER_LEN_OFFSET) as usize != SEGMENT_HEADER_LEN {
         return Err(Error::corrupt(path, HEADER_LEN_OFFSET as u64, "unexpected segment header length"));
     }
-    if header[RESERVED_OFFSET..HEADER_CRC_OFFSET].iter().any(|&b| b != 0) {
-        return Err(Error::corrupt(path, RESERVED_OFFSET as u64, "reserved segment header bytes are not zero"));
+    if header[reserved_from..HEADER_CRC_OFFSET].iter().any(|&b| b != 0) {
+        return Err(Error::corrupt(path, reserved_from as u64, "reserved segment header bytes are not zero"));
     }
     let size = u64_at(SIZE_OFFSET);
     if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&size) || !size.is_multiple_of(8) {
         return Err(Error::corrupt(path, SIZE_OFFSET as u64, format!("impossible segment size {size}")));
     }
-    Ok((size, u64_at(BASE_OFFSET), u32_at(ORDINAL_OFFSET)))
+    let compacted =
+        (version == COMPACTED_FORMAT_VERSION).then(|| (u32_at(RECORDS_OFFSET), u32_at(RELOCATION_AT_OFFSET)));
+    Ok(Header { size, base_position: u64_at(BASE_OFFSET), ordinal: u32_at(ORDINAL_OFFSET), compacted })
 }
 
 /// The `VmFlags` of this process' mappings of `path`, one list per mapping (from `/proc/self/smaps`): `rr`
@@ -471,11 +629,11 @@ mod tests {
         assert!(matches!(Segment::open(&path, None), Err(Error::Corrupt { .. })));
 
         let mut newer = pristine.clone();
-        newer[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        newer[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&(COMPACTED_FORMAT_VERSION + 1).to_le_bytes());
         let crc = crc32fast::hash(&newer[..HEADER_CRC_OFFSET]);
         newer[HEADER_CRC_OFFSET..SEGMENT_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&path, &newer).unwrap();
-        assert!(matches!(Segment::open(&path, None), Err(Error::UnsupportedFormat { found: 2, .. })));
+        assert!(matches!(Segment::open(&path, None), Err(Error::UnsupportedFormat { found: 3, supported: 2, .. })));
 
         std::fs::write(&path, &pristine[..100]).unwrap();
         assert!(matches!(Segment::open(&path, None), Err(Error::Corrupt { .. })));

@@ -159,6 +159,9 @@ pub(crate) struct Shared {
     pub lifecycle: std::sync::atomic::AtomicBool,
     pub options: Options,
     pub io: Io,
+    /// Held by a compaction, and by `verify` and `backup` (which read segment files by name, and must not meet
+    /// a file compaction replaced under the mapping they measured).
+    pub compaction: Mutex<()>,
 }
 
 impl Shared {
@@ -577,9 +580,9 @@ impl Writer {
             let frame = frame::decode(&self.buffer[at..]).expect("the writer encoded this frame");
             return Ok(&self.buffer[at..][frame.event_type] == tombstone);
         }
-        let segment = self.shared.log.segment(ordinal)?;
-        let frame = crate::log::decode_at(&segment, at as usize)?;
-        Ok(&segment.bytes()[at as usize..][frame.event_type] == tombstone)
+        let (segment, at) = self.shared.log.kept(locator)?;
+        let frame = crate::log::decode_at(&segment, at)?;
+        Ok(&segment.bytes()[at..][frame.event_type] == tombstone)
     }
 
     /// The id and position of `stream`'s event at `offset`: staged in this group, or committed.
@@ -604,8 +607,8 @@ impl Writer {
         let Some(locator) = self.shared.index.locator_of_offset(stream, offset, crate::log::Via::Mapping)? else {
             return Ok(None);
         };
-        let (ordinal, at) = crate::log::segment::split_locator(locator);
-        let frame = crate::log::decode_at(&*self.shared.log.segment(ordinal)?, at as usize)?;
+        let Some((segment, at)) = self.shared.log.located(locator)? else { return Ok(None) };
+        let frame = crate::log::decode_at(&segment, at)?;
         Ok(Some((frame.header.event_id, frame.header.position)))
     }
 

@@ -76,7 +76,8 @@ impl RecordedEvent {
         self.offset
     }
 
-    /// The event's global position across all streams (dense, from 0).
+    /// The event's global position across all streams: dense from 0 as the writer assigns them; compaction
+    /// leaves gaps where it removed hidden events, and never changes a kept event's position.
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -203,9 +204,11 @@ impl ReadAll {
             // The index's sparse positions find the record; at most 63 records are stepped over to reach it.
             let (ordinal, at) = split_locator(index.locator_of(from_position)?);
             let segment = reader.log.segment(ordinal)?;
+            // In a compacted segment: the first record still there at or after it.
+            let at = segment.physical_at_or_after(at).map_or(segment.frames_end(), |here| here as usize);
             reader.enter(segment);
-            reader.at = at as usize;
-            reader.scan_start = at as usize;
+            reader.at = at;
+            reader.scan_start = at;
             reader.next_position = from_position;
         }
         Ok(reader)
@@ -252,20 +255,28 @@ impl Iterator for ReadAll {
 
 impl ReadAll {
     fn next_raw(&mut self) -> Option<Result<RecordedEvent>> {
-        if self.next_position >= self.end_position {
-            return None;
-        }
-        if self.next_position >= self.segment_end_position {
-            let ordinal = self.segment.as_ref()?.ordinal() + 1;
-            match self.log.segment(ordinal) {
-                Ok(next) => self.enter(next),
-                Err(err) => {
-                    self.end_position = 0;
-                    return Some(Err(err));
+        let segment = loop {
+            if self.next_position >= self.end_position {
+                return None;
+            }
+            if self.next_position >= self.segment_end_position {
+                let ordinal = self.segment.as_ref()?.ordinal() + 1;
+                match self.log.segment(ordinal) {
+                    Ok(next) => self.enter(next),
+                    Err(err) => {
+                        self.end_position = 0;
+                        return Some(Err(err));
+                    }
                 }
             }
-        }
-        let segment = self.segment.clone()?;
+            let segment = self.segment.clone()?;
+            if segment.is_compacted() && self.at >= segment.frames_end() {
+                // Compaction removed the rest of this segment's records.
+                self.next_position = self.segment_end_position;
+                continue;
+            }
+            break segment;
+        };
         if self.at - self.scan_start >= SCAN_READ_AHEAD_AFTER && self.at + SCAN_READ_AHEAD / 2 > self.prefetched_to {
             let from = self.prefetched_to.max(self.at);
             segment.will_need(from, SCAN_READ_AHEAD);
@@ -274,10 +285,26 @@ impl ReadAll {
             }
             self.prefetched_to = from + SCAN_READ_AHEAD;
         }
-        match read_checked(&segment, self.at, Some(self.next_position), None) {
+        // Compaction leaves gaps in a segment's positions: its records must only ascend, and stay in it.
+        let expected = if segment.is_compacted() { None } else { Some(self.next_position) };
+        match read_checked(&segment, self.at, expected, None).and_then(|(frame, event)| {
+            let position = frame.header.position;
+            if position < self.next_position || position >= self.segment_end_position {
+                let reason = format!(
+                    "expected a position from {} below {}, found {position}",
+                    self.next_position, self.segment_end_position
+                );
+                return Err(Error::corrupt(segment.path(), self.at as u64, reason));
+            }
+            Ok((frame, event))
+        }) {
             Ok((frame, event)) => {
                 self.at += frame.stride();
-                self.next_position += 1;
+                self.next_position = event.position() + 1;
+                if event.position() >= self.end_position {
+                    self.end_position = 0;
+                    return None;
+                }
                 Some(Ok(event))
             }
             Err(err) => {
@@ -302,24 +329,37 @@ impl Source {
         Source { log, index, cached: None }
     }
 
-    /// The segment a locator points into, and the byte offset within it.
+    /// The segment a locator points into, and the byte offset within it where the record is now (`at` is the
+    /// original offset; compaction may have moved the record, or removed it: then the original offset).
     fn segment(&mut self, locator: u64) -> Result<(Arc<Segment>, usize)> {
         let (ordinal, at) = split_locator(locator);
-        match &self.cached {
-            Some(segment) if segment.ordinal() == ordinal => Ok((segment.clone(), at as usize)),
+        let segment = match &self.cached {
+            Some(segment) if segment.ordinal() == ordinal => segment.clone(),
             _ => {
                 let segment = self.log.segment(ordinal)?;
                 self.cached = Some(segment.clone());
-                Ok((segment, at as usize))
+                segment
             }
-        }
+        };
+        let here = segment.physical(at).unwrap_or(at);
+        Ok((segment, here as usize))
     }
 
-    /// The record at `locator`, fully checked.
-    fn read(&mut self, locator: u64) -> Result<(Frame, RecordedEvent)> {
+    /// Whether `prev` (a back-link) names a record compaction removed.
+    fn removed(&self, prev: u64) -> Result<bool> {
+        Ok(prev != crate::log::frame::NO_PREV && self.log.located(prev)?.is_none())
+    }
+
+    /// The record at `locator`, fully checked; `None` if compaction removed it.
+    fn read(&mut self, locator: u64) -> Result<Option<(Frame, RecordedEvent)>> {
         self.index.records_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (segment, at) = self.segment(locator)?;
-        read_checked(&segment, at, None, None)
+        let (ordinal, at) = split_locator(locator);
+        let segment = match &self.cached {
+            Some(segment) if segment.ordinal() == ordinal => segment.clone(),
+            _ => self.segment(locator)?.0,
+        };
+        let Some(here) = segment.physical(at) else { return Ok(None) };
+        read_checked(&segment, here as usize, None, None).map(Some)
     }
 }
 
@@ -504,12 +544,23 @@ impl Iterator for ReadStream {
                 continue;
             }
             let (frame, event) = match self.source.read(locator) {
-                Ok(read) => read,
+                Ok(Some(read)) => read,
+                // Compaction removed it (this stream's or another's with the same hash).
+                Ok(None) => continue,
                 Err(err) => return self.fail(err),
             };
             if event.stream() != self.stream {
                 // Another stream with the same hash.
                 continue;
+            }
+            // What compaction removes of a stream is a prefix: the first record it kept links back to a
+            // removed one, and the read goes on from there.
+            if frame.header.offset == offset && offset > self.next_offset {
+                match self.source.removed(frame.header.prev) {
+                    Ok(true) => self.next_offset = offset,
+                    Ok(false) => {}
+                    Err(err) => return self.fail(err),
+                }
             }
             if frame.header.offset != self.next_offset || offset != self.next_offset {
                 let (segment, at) = match self.source.segment(locator) {
@@ -589,9 +640,16 @@ impl Iterator for ReadStreamBackwards {
             if offset > next {
                 continue;
             }
-            let read = self.source.read(locator).and_then(|(frame, event)| {
+            let read = self.source.read(locator).and_then(|read| {
+                // Compaction removed it (this stream's or another's with the same hash): not yielded.
+                let Some((frame, event)) = read else { return Ok(None) };
                 if event.stream() != self.stream {
                     return Ok(None);
+                }
+                // What compaction removes of a stream is a prefix: below a record whose back-link points at
+                // a removed record, there is nothing more to read.
+                if self.source.removed(frame.header.prev)? {
+                    self.stop = self.stop.max(next);
                 }
                 if frame.header.offset != next || offset != next {
                     let (segment, at) = self.source.segment(locator)?;
@@ -739,10 +797,12 @@ impl Iterator for ReadIndexed {
             }
             let locator = self.pending.pop_front().expect("not empty");
             match self.source.read(locator) {
-                Ok((_, event)) if event.position() >= self.end_position => self.done = true,
+                // Removed by compaction.
+                Ok(None) => {}
+                Ok(Some((_, event))) if event.position() >= self.end_position => self.done = true,
                 // Another key with the same hash, or (a table's first entries) before the start.
-                Ok((_, event)) if !self.matches(&event) || event.position() < self.from_position => {}
-                Ok((_, event)) => match self.visibility.as_mut().map_or(Ok(true), |v| v.shows(&event)) {
+                Ok(Some((_, event))) if !self.matches(&event) || event.position() < self.from_position => {}
+                Ok(Some((_, event))) => match self.visibility.as_mut().map_or(Ok(true), |v| v.shows(&event)) {
                     Ok(true) => return Some(Ok(event)),
                     Ok(false) => {}
                     Err(err) => {
