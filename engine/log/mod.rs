@@ -96,6 +96,18 @@ impl Log {
         };
         // Opened outside the lock: two threads may map the same segment at once; one mapping wins the cache.
         let segment = Arc::new(Segment::open(&self.dir.join(file_name(base)), Some((ordinal, base)))?);
+        if let Some(records) = segment.records_when_sealed() {
+            // A compacted segment is sealed, and its relocation section names every position up to its
+            // successor's base (which a read-only opener may not have listed yet).
+            if self.base(ordinal + 1).is_none() {
+                self.discover()?;
+            }
+            let end = self.base(ordinal + 1);
+            if end.and_then(|end| end.checked_sub(base)) != Some(u64::from(records)) {
+                let reason = format!("compacted segment of {records} records, its successor starts at {end:?}");
+                return Err(Error::corrupt(segment.path(), 36, reason));
+            }
+        }
         self.keep_mapped(ordinal, segment.clone());
         Ok(segment)
     }

@@ -273,6 +273,11 @@ impl Segment {
         (u32_at(0), u32_at(4))
     }
 
+    /// How many records a compacted segment held when it was sealed (`None` for a segment never compacted).
+    pub fn records_when_sealed(&self) -> Option<u32> {
+        self.compacted.map(|(records, _)| records)
+    }
+
     /// Where the record a locator names (by its original byte offset `logical`) is in this file: the same
     /// offset in a segment never compacted; in a compacted one, its new offset, or `None` if compaction removed
     /// it (or no record ever started there).
