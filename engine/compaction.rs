@@ -32,7 +32,9 @@ pub struct CompactionReport {
 }
 
 /// The offset below which `stream`'s records may go (0: none), and the commit time before which they may go
-/// (those of the prefix `max_age` hides); both stop short of its last record.
+/// (those of the prefix `max_age` hides); both stop short of its last record, and the offset rule also keeps
+/// the record just below it (snapshot-then-truncate leaves its snapshot there, and a snapshot is trusted only
+/// while its event can be read).
 #[derive(Clone, Copy)]
 struct Removable {
     below_offset: u64,
@@ -42,7 +44,9 @@ struct Removable {
 
 impl Removable {
     fn removes(&self, offset: u64, timestamp: u64) -> bool {
-        offset < self.last_offset && (offset < self.below_offset || timestamp < self.before_timestamp)
+        // Still a prefix: the record kept below the truncation point goes only with the age rule, which takes
+        // every record before it too (timestamps never decrease along a stream).
+        offset < self.last_offset && (offset.saturating_add(1) < self.below_offset || timestamp < self.before_timestamp)
     }
 }
 

@@ -281,6 +281,13 @@ pub enum SkipReason {
         /// The id of the event the stream holds at that offset now.
         stream_event: Uuid,
     },
+    /// Compaction removed the stream's event at the snapshot's offset (its lifecycle hid it), so the snapshot
+    /// cannot be checked against it. (Compaction keeps the event just before a truncation point, where the
+    /// usual snapshot-then-truncate leaves its snapshot.)
+    EventRemoved {
+        /// The snapshot's offset.
+        offset: u64,
+    },
     /// The file was written by snapshot format 1, which does not record its event's id, so it cannot be
     /// checked against the stream: the aggregate is rebuilt from its events instead (and the next snapshot is
     /// written in the current format).
@@ -323,6 +330,9 @@ impl fmt::Display for SkipReason {
                 "it was taken at event {snapshot_event}, but the stream holds event {stream_event} at offset {offset} \
                  (the events it covers were lost)"
             ),
+            SkipReason::EventRemoved { offset } => {
+                write!(f, "compaction removed the stream's event at its offset {offset}: it cannot be checked")
+            }
             SkipReason::Unverifiable { found } => {
                 write!(f, "snapshot format version {found} records no event id to check it against the stream")
             }
@@ -370,11 +380,13 @@ impl crate::Store {
         if head.is_none_or(|head| offset > head) {
             return Err(Error::SnapshotBeyondHead { stream: stream.to_owned(), offset, head });
         }
-        let event = self.read_stream(stream, offset)?.next().ok_or_else(|| Error::SnapshotBeyondHead {
+        // The event at `offset` itself, whether or not the stream's lifecycle hides it (a snapshot is usually
+        // written just before the events it covers are truncated).
+        let event = self.event_at_offset(stream, offset)?.ok_or_else(|| Error::SnapshotBeyondHead {
             stream: stream.to_owned(),
             offset,
             head,
-        })??;
+        })?;
         if event.position() >= self.durable_position() {
             // IMPORTANT: the snapshot must never outlive its events. Under `Buffer` they may still be in the
             // page cache only.
@@ -457,10 +469,10 @@ impl crate::Store {
         if decoded.format_version == 1 {
             return Ok(Judgement::Skipped(SkipReason::Unverifiable { found: 1 }));
         }
-        let Some(event) = self.read_stream(stream, offset)?.next() else {
-            return Ok(Judgement::Skipped(SkipReason::BeyondHead { offset, head }));
+        // The event itself, hidden or not: snapshot-then-truncate hides the event a snapshot was taken at.
+        let Some(event) = self.event_at_offset(stream, offset)? else {
+            return Ok(Judgement::Skipped(SkipReason::EventRemoved { offset }));
         };
-        let event = event?;
         if event.event_id() != snapshot.event_id || event.position() != snapshot.position {
             return Ok(Judgement::Skipped(SkipReason::EventReplaced {
                 offset,

@@ -929,6 +929,17 @@ impl Store {
         Ok(reader.stop_before_position(end))
     }
 
+    /// `stream`'s event at `offset`, whether or not its lifecycle hides it; `None` if the stream has none there
+    /// (beyond its head, or removed by compaction).
+    pub(crate) fn event_at_offset(&self, stream: &str, offset: u64) -> Result<Option<RecordedEvent>> {
+        validate_stream_name(stream)?;
+        match ReadStream::new(self.source(), stream, offset)?.next() {
+            Some(Ok(event)) if event.offset() == offset => Ok(Some(event)),
+            Some(Err(err)) => Err(err),
+            _ => Ok(None),
+        }
+    }
+
     /// The smallest offset of `stream` whose record lies at or after `locator` (locators grow with positions):
     /// a binary search over the stream's offsets, each probe one index lookup.
     pub(crate) fn first_offset_at_or_after(&self, stream: &str, locator: u64) -> Result<Option<u64>> {
