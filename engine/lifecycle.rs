@@ -49,13 +49,14 @@ pub struct StreamMetadata {
     pub truncate_before: Option<u64>,
     /// Only the last `max_count` events are visible (0 hides them all).
     pub max_count: Option<u64>,
-    /// Only events committed within `max_age` of now are visible.
+    /// Only events committed within `max_age` of now are visible. Kept in whole seconds, rounded up (so at
+    /// least one second).
     pub max_age: Option<Duration>,
 }
 
 impl StreamMetadata {
     /// The metadata event's data: layout version, presence flags, then three u64 (truncate-before offset,
-    /// max count, max age in whole seconds), little-endian.
+    /// max count, max age in whole seconds, rounded up), little-endian.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut data = Vec::with_capacity(META_BYTES);
         data.push(META_FORMAT);
@@ -65,7 +66,10 @@ impl StreamMetadata {
         data.push(flags);
         data.extend_from_slice(&self.truncate_before.unwrap_or(0).to_le_bytes());
         data.extend_from_slice(&self.max_count.unwrap_or(0).to_le_bytes());
-        data.extend_from_slice(&self.max_age.map_or(0, |age| age.as_secs()).to_le_bytes());
+        // Whole seconds, rounded up: an age below a second must not become 0, which hides every event at once
+        // (and lets compaction remove them for good).
+        let seconds = |age: Duration| age.as_secs().saturating_add(u64::from(age.subsec_nanos() > 0));
+        data.extend_from_slice(&self.max_age.map_or(0, seconds).to_le_bytes());
         data
     }
 

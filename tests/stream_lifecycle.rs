@@ -138,14 +138,12 @@ fn max_count_and_max_age_keep_the_last_and_the_young() {
     assert!(offsets(&store, "sensor-1").is_empty());
 
     put(&store, "sensor-2", 4);
-    // Everything is older than a nanosecond by now; nothing is older than an hour; Duration::MAX keeps all.
+    // Everything is older than a second (the smallest age, ages being kept in whole seconds) after 1.1 s;
+    // nothing is older than an hour; Duration::MAX keeps all.
     store
-        .set_stream_metadata(
-            "sensor-2",
-            StreamMetadata { max_age: Some(Duration::from_nanos(1)), ..Default::default() },
-        )
+        .set_stream_metadata("sensor-2", StreamMetadata { max_age: Some(Duration::from_secs(1)), ..Default::default() })
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2));
+    std::thread::sleep(Duration::from_millis(1100));
     assert!(offsets(&store, "sensor-2").is_empty());
     assert!(everything(store.read_category("sensor", 0).unwrap()).iter().all(|(s, _)| s != "sensor-2"));
     store
@@ -177,4 +175,21 @@ fn a_store_without_lifecycle_metadata_reads_everything() {
     assert_eq!(offsets(&store, "a-1"), [0, 1, 2]);
     assert_eq!(store.stream_metadata("a-1").unwrap(), StreamMetadata::default());
     assert!(matches!(store.truncate_before("", 1), Err(Error::InvalidStreamName { .. })));
+}
+
+#[test]
+fn a_max_age_below_a_second_is_rounded_up_not_down_to_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    put(&store, "sensor-3", 3);
+    // Kept in whole seconds: 500 ms must not become 0 s, which would hide every event at once.
+    let metadata = StreamMetadata { max_age: Some(Duration::from_millis(500)), ..Default::default() };
+    store.set_stream_metadata("sensor-3", metadata).unwrap();
+    assert_eq!(offsets(&store, "sensor-3"), [0, 1, 2]);
+    assert_eq!(store.stream_metadata("sensor-3").unwrap().max_age, Some(Duration::from_secs(1)));
+    for (given, kept) in [(Duration::from_nanos(1), 1), (Duration::from_secs(2), 2), (Duration::MAX, u64::MAX)] {
+        let metadata = StreamMetadata { max_age: Some(given), ..Default::default() };
+        store.set_stream_metadata("sensor-4", metadata).unwrap();
+        assert_eq!(store.stream_metadata("sensor-4").unwrap().max_age, Some(Duration::from_secs(kept)), "{given:?}");
+    }
 }
