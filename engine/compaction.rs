@@ -118,8 +118,7 @@ fn compact_these(
             report.segments += 1;
             report.events_removed += done.removed;
             report.bytes_reclaimed += done.bytes_before - done.bytes_after;
-            shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
-            shared.stats.compacted_bytes.fetch_add(done.bytes_before - done.bytes_after, Ordering::Relaxed);
+            shared.stats.compacted(done.bytes_before - done.bytes_after);
         }
     }
     Ok(report)

@@ -164,6 +164,16 @@ impl Stats {
         metrics::counter!("annals_rolls_total").increment(1);
     }
 
+    pub fn compacted(&self, bytes_reclaimed: u64) {
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        self.compacted_bytes.fetch_add(bytes_reclaimed, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            metrics::counter!("annals_compactions_total").increment(1);
+            metrics::counter!("annals_compaction_reclaimed_bytes_total").increment(bytes_reclaimed);
+        }
+    }
+
     pub fn snapshot(&self, committed: u64, gauges: Gauges) -> Metrics {
         let subscriptions = self
             .subscriptions

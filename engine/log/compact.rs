@@ -62,6 +62,7 @@ pub fn compact_segment(
     min_dead_percent: u8,
     keep: &mut dyn FnMut(&Candidate<'_>) -> Result<bool>,
 ) -> Result<Option<Compacted>> {
+    span!("annals.compact", ordinal = ordinal);
     let segment = log.segment(ordinal)?;
     let base = segment.base_position();
     let Some(next_base) = log.base(ordinal + 1) else {
