@@ -171,6 +171,9 @@ pub fn compact_segment(
     })();
     if let Err(err) = written {
         let _ = std::fs::remove_file(&tmp);
+        // The rename may have happened (a failed directory sync): the next lookup must map whatever file the
+        // name holds now, or a later `pread` (by name) and the mapping would disagree.
+        log.forget(ordinal);
         return Err(err);
     }
     log.forget(ordinal);

@@ -92,7 +92,8 @@ impl Follower {
             if self.ordinal >= self.log.segment_count() && !self.log.discover()? {
                 break;
             }
-            let segment = self.log.segment(self.ordinal)?;
+            // The writer may have compacted it since this reader mapped it: the scan reads the file by name.
+            let segment = self.log.current_segment(self.ordinal)?;
             if segment.is_compacted() {
                 // The writer compacted a sealed segment this reader had not finished: `at` is an original
                 // offset (this reader read the file as the writer sealed it), which the relocation translates.

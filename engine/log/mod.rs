@@ -142,6 +142,18 @@ impl Log {
         self.keep_mapped(segment.ordinal(), segment);
     }
 
+    /// Like [`Log::segment`], but maps the segment's file again if compaction replaced it since it was mapped
+    /// (one `stat`): for a read-only store, whose writer compacts in another process, before it reads a
+    /// segment by name with `pread`.
+    pub fn current_segment(&self, ordinal: u32) -> Result<Arc<Segment>> {
+        let segment = self.segment(ordinal)?;
+        if segment.is_current() {
+            return Ok(segment);
+        }
+        self.forget(ordinal);
+        self.segment(ordinal)
+    }
+
     /// The ordinal of the segment holding `position` (the last one whose base is at or below it).
     pub fn ordinal_of(&self, position: u64) -> u32 {
         let bases = self.bases.read();

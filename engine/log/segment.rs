@@ -100,6 +100,8 @@ pub struct Segment {
     ordinal: u32,
     /// Format 2 (compacted) only: (records before compaction, byte offset of the relocation section).
     compacted: Option<(u32, u32)>,
+    /// The mapped file's (device, inode): compaction replaces a segment's file under the same name.
+    identity: (u64, u64),
 }
 
 impl Segment {
@@ -197,6 +199,8 @@ impl Segment {
         // refuses it, reads are only slower.
         let _ = mmap.advise(memmap2::Advice::Random);
         let mmap = Arc::new(mmap);
+        let metadata = file.metadata().context(|| format!("reading metadata of {}", path.display()))?;
+        let identity = (std::os::unix::fs::MetadataExt::dev(&metadata), std::os::unix::fs::MetadataExt::ino(&metadata));
         Ok(Segment {
             path,
             map: Bytes::from_owner(SharedMap(mmap.clone())),
@@ -204,6 +208,7 @@ impl Segment {
             base_position,
             ordinal,
             compacted: None,
+            identity,
         })
     }
 
@@ -250,6 +255,14 @@ impl Segment {
 
     pub fn size(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    /// Whether the file under this segment's name is still the one mapped (compaction replaces it).
+    pub fn is_current(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|metadata| {
+            use std::os::unix::fs::MetadataExt;
+            (metadata.dev(), metadata.ino()) == self.identity
+        })
     }
 
     /// Whether compaction rewrote this segment (format 2): its records may have gaps in their positions, and
