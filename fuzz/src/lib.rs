@@ -8,6 +8,7 @@
 //! `format-spec.md` / the engine's module docs on purpose: the fuzz targets craft files the engine never
 //! writes (bad CRCs, impossible positions, tables that do not match the log), which the engine's encoders can not produce.
 
+pub mod compacted;
 pub mod directory;
 pub mod format;
 pub mod model;
