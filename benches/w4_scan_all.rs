@@ -6,10 +6,13 @@
 //! `common::fixed_iterations`). The log was just written, so its pages are in the page cache:
 //! this measures the engine, not the disk. `memory_read_ceiling` runs the same xor over the same number of
 //! payload bytes in one plain in-memory buffer: W4's ceiling, memory read bandwidth, in the same run.
+//! `scan_touch_payload` does W4 with `Store::scan`, the borrowed visitor (no reference counts, no
+//! `RecordedEvent`), over the same store in the same run.
 
 mod common;
 
 use std::hint::black_box;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use common::{Load, Timings, PAYLOAD_BYTES};
@@ -23,7 +26,7 @@ fn w4(c: &mut Criterion) {
     common::load(&store, load);
     eprintln!("w4_scan_all: W3 load of {} events built in {:.1} s", load.events, started.elapsed().as_secs_f64());
 
-    let (mut scan, mut ceiling) = (Timings::default(), Timings::default());
+    let (mut scan, mut visit, mut ceiling) = (Timings::default(), Timings::default(), Timings::default());
     let mut group = c.benchmark_group("w4_scan_all");
     common::fixed_iterations(&mut group, 10);
     group.throughput(Throughput::ElementsAndBytes { elements: load.events, bytes: load.payload_bytes() });
@@ -42,6 +45,28 @@ fn w4(c: &mut Criterion) {
             }
             let elapsed = start.elapsed();
             scan.record(elapsed, iters);
+            elapsed
+        })
+    });
+
+    group.bench_function("scan_touch_payload", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let mut acc = 0u8;
+                let mut count = 0u64;
+                let end = store
+                    .scan(0, |event| {
+                        acc ^= common::touch(event.data());
+                        count += 1;
+                        ControlFlow::Continue(())
+                    })
+                    .expect("W4 scan");
+                assert_eq!((count, end), (load.events, load.events));
+                black_box(acc);
+            }
+            let elapsed = start.elapsed();
+            visit.record(elapsed, iters);
             elapsed
         })
     });
@@ -70,11 +95,15 @@ fn w4(c: &mut Criterion) {
     group.finish();
     store.close().expect("closing the store");
     eprintln!(
-        "w4_scan_all: median scan {:.0} events/s, {:.1} MB/s of payload ({:.1} MB/s of log bytes); \
-         memory read ceiling {:.1} MB/s",
+        "w4_scan_all: median read_all {:.0} events/s, {:.1} MB/s of payload ({:.1} MB/s of log bytes); \
+         median scan (visitor) {:.0} events/s, {:.1} MB/s of payload ({:.2}x read_all); memory read ceiling \
+         {:.1} MB/s",
         scan.rate(load.events),
         scan.rate(load.payload_bytes()) / 1e6,
         scan.rate(load.log_bytes()) / 1e6,
+        visit.rate(load.events),
+        visit.rate(load.payload_bytes()) / 1e6,
+        visit.rate(load.events) / scan.rate(load.events),
         ceiling.rate(load.payload_bytes()) / 1e6
     );
 }

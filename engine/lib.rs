@@ -83,7 +83,7 @@ pub use crate::lifecycle::{StreamMetadata, META_EVENT_TYPE, META_STREAM_PREFIX, 
 pub use crate::log::io::{FaultInjector, IoCall, IoOp};
 pub use crate::log::verify::VerifyReport;
 pub use crate::metrics::{Histogram, Metrics, SubscriptionLag};
-pub use crate::read::{ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
+pub use crate::read::{EventRef, ReadAll, ReadStream, ReadStreamBackwards, RecordedEvent};
 pub use crate::store::{AppendFuture, AppendMultiFuture, Store};
 pub use crate::subscription::{
     Filter, SubscribeFrom, Subscription, SubscriptionMessage, SubscriptionStream, CHECKPOINT_EVENT_TYPE,

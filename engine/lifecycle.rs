@@ -169,7 +169,11 @@ impl Visibility {
 
     /// Whether `event` is visible.
     pub fn shows(&mut self, event: &RecordedEvent) -> Result<bool> {
-        let stream = event.stream();
+        self.shows_record(event.stream(), event.offset(), event.timestamp_nanos())
+    }
+
+    /// Whether the event at `offset` of `stream`, committed at `timestamp` (ns), is visible.
+    pub fn shows_record(&mut self, stream: &str, offset: u64, timestamp: u64) -> Result<bool> {
         let rules = match self.rules.get(stream) {
             Some(rules) => *rules,
             None => {
@@ -178,7 +182,7 @@ impl Visibility {
                 rules
             }
         };
-        Ok(rules.is_none_or(|rules| !rules.hides(event.offset(), event.timestamp_nanos())))
+        Ok(rules.is_none_or(|rules| !rules.hides(offset, timestamp)))
     }
 }
 

@@ -134,6 +134,129 @@ impl fmt::Debug for RecordedEvent {
     }
 }
 
+/// One event as stored, borrowed from the mapped segment for the length of a [`Store::scan`](crate::Store::scan)
+/// visit: no reference count is taken and nothing is allocated per event. Its record's CRC was checked.
+/// [`RecordedEvent`] is the owned (reference-counted) form.
+#[derive(Clone, Copy)]
+pub struct EventRef<'a> {
+    stream: &'a str,
+    event_type: &'a str,
+    data: &'a [u8],
+    metadata: &'a [u8],
+    position: u64,
+    offset: u64,
+    timestamp_nanos: u64,
+    event_id: Uuid,
+    codec: u8,
+}
+
+impl<'a> EventRef<'a> {
+    /// `bytes` are the frame's (from its start); the decoder checked its lengths and UTF-8.
+    fn new(bytes: &'a [u8], frame: &Frame) -> Self {
+        let text = |range: Range<usize>| std::str::from_utf8(&bytes[range]).expect("the decoder checked UTF-8");
+        EventRef {
+            stream: text(frame.stream.clone()),
+            event_type: text(frame.event_type.clone()),
+            data: &bytes[frame.data.clone()],
+            metadata: &bytes[frame.metadata.clone()],
+            position: frame.header.position,
+            offset: frame.header.offset,
+            timestamp_nanos: frame.header.timestamp_nanos,
+            event_id: frame.header.event_id,
+            codec: frame.header.codec,
+        }
+    }
+
+    /// The stream the event belongs to.
+    pub fn stream(&self) -> &'a str {
+        self.stream
+    }
+
+    /// The event type given at append.
+    pub fn event_type(&self) -> &'a str {
+        self.event_type
+    }
+
+    /// The event's payload, in the mapped segment.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The event's metadata, in the mapped segment.
+    pub fn metadata(&self) -> &'a [u8] {
+        self.metadata
+    }
+
+    /// The event's global position (see [`RecordedEvent::position`]).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The event's offset within its stream.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The commit time in nanoseconds since the Unix epoch.
+    pub fn timestamp_nanos(&self) -> u64 {
+        self.timestamp_nanos
+    }
+
+    /// The commit time.
+    pub fn timestamp(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.timestamp_nanos)
+    }
+
+    /// The event's id.
+    pub fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+
+    /// The codec tag given at append; 0 for opaque bytes.
+    pub fn codec(&self) -> u8 {
+        self.codec
+    }
+}
+
+impl fmt::Debug for EventRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventRef")
+            .field("stream", &self.stream)
+            .field("offset", &self.offset)
+            .field("position", &self.position)
+            .field("event_type", &self.event_type)
+            .field("event_id", &self.event_id)
+            .field("data_len", &self.data.len())
+            .finish()
+    }
+}
+
+/// Visits every committed event from `from_position`, in position order, through `cursor` (a [`ReadAll`]
+/// without its iterator), hiding what `visibility` hides. Returns the position a later scan would go on from.
+pub(crate) fn scan(
+    mut cursor: ReadAll,
+    from_position: u64,
+    mut visibility: Option<Visibility>,
+    visit: &mut dyn FnMut(EventRef<'_>) -> std::ops::ControlFlow<()>,
+) -> Result<u64> {
+    let mut resume = from_position;
+    while let Some(next) = cursor.next_frame() {
+        let (at, frame) = next?;
+        resume = frame.header.position + 1;
+        let segment = cursor.current_segment().expect("a frame was read in it");
+        let event = EventRef::new(&segment.bytes()[at..at + frame.len], &frame);
+        if let Some(visibility) = &mut visibility {
+            if !visibility.shows_record(event.stream, event.offset, event.timestamp_nanos)? {
+                continue;
+            }
+        }
+        if visit(event).is_break() {
+            return Ok(resume);
+        }
+    }
+    Ok(resume.max(cursor.end_position))
+}
+
 /// Reads one frame at `at` of `segment` and checks it is the expected record.
 fn read_checked(
     segment: &Segment,
@@ -255,7 +378,24 @@ impl Iterator for ReadAll {
 
 impl ReadAll {
     fn next_raw(&mut self) -> Option<Result<RecordedEvent>> {
-        let segment = loop {
+        match self.next_frame()? {
+            Ok((at, frame)) => {
+                let segment = self.segment.as_deref().expect("a frame was read in it");
+                Some(Ok(RecordedEvent::new(segment, at, &frame)))
+            }
+            Err(err) => Some(Err(err)),
+        }
+    }
+
+    /// The segment the last frame [`ReadAll::next_frame`] returned lies in.
+    pub(crate) fn current_segment(&self) -> Option<&Segment> {
+        self.segment.as_deref()
+    }
+
+    /// The next record's byte offset in [`ReadAll::current_segment`] and its frame, fully checked (CRC, and
+    /// the position it must have): the cursor under both the iterator and [`Store::scan`](crate::Store::scan).
+    pub(crate) fn next_frame(&mut self) -> Option<Result<(usize, Frame)>> {
+        loop {
             if self.next_position >= self.end_position {
                 return None;
             }
@@ -269,14 +409,15 @@ impl ReadAll {
                     }
                 }
             }
-            let segment = self.segment.clone()?;
+            let segment = self.segment.as_deref()?;
             if segment.is_compacted() && self.at >= segment.frames_end() {
                 // Compaction removed the rest of this segment's records.
                 self.next_position = self.segment_end_position;
                 continue;
             }
-            break segment;
-        };
+            break;
+        }
+        let segment = self.segment.as_deref().expect("entered above");
         if self.at - self.scan_start >= SCAN_READ_AHEAD_AFTER && self.at + SCAN_READ_AHEAD / 2 > self.prefetched_to {
             let from = self.prefetched_to.max(self.at);
             segment.will_need(from, SCAN_READ_AHEAD);
@@ -285,27 +426,31 @@ impl ReadAll {
             }
             self.prefetched_to = from + SCAN_READ_AHEAD;
         }
-        // Compaction leaves gaps in a segment's positions: its records must only ascend, and stay in it.
-        let expected = if segment.is_compacted() { None } else { Some(self.next_position) };
-        match read_checked(&segment, self.at, expected, None).and_then(|(frame, event)| {
+        let at = self.at;
+        let checked = decode_at(segment, at).and_then(|frame| {
             let position = frame.header.position;
-            if position < self.next_position || position >= self.segment_end_position {
-                let reason = format!(
-                    "expected a position from {} below {}, found {position}",
-                    self.next_position, self.segment_end_position
-                );
-                return Err(Error::corrupt(segment.path(), self.at as u64, reason));
+            // Compaction leaves gaps in a segment's positions: there its records must only ascend, and stay in
+            // it; elsewhere each has the next position.
+            let fits = if segment.is_compacted() {
+                position >= self.next_position && position < self.segment_end_position
+            } else {
+                position == self.next_position
+            };
+            if !fits {
+                let reason = format!("expected position {}, found {position}", self.next_position);
+                return Err(Error::corrupt(segment.path(), at as u64, reason));
             }
-            Ok((frame, event))
-        }) {
-            Ok((frame, event)) => {
+            Ok(frame)
+        });
+        match checked {
+            Ok(frame) => {
                 self.at += frame.stride();
-                self.next_position = event.position() + 1;
-                if event.position() >= self.end_position {
+                self.next_position = frame.header.position + 1;
+                if frame.header.position >= self.end_position {
                     self.end_position = 0;
                     return None;
                 }
-                Some(Ok(event))
+                Some(Ok((at, frame)))
             }
             Err(err) => {
                 self.end_position = 0;

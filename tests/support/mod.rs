@@ -39,6 +39,22 @@ pub struct Owned {
     pub codec: u8,
 }
 
+impl From<annals::EventRef<'_>> for Owned {
+    fn from(event: annals::EventRef<'_>) -> Self {
+        Owned {
+            stream: event.stream().to_owned(),
+            offset: event.offset(),
+            position: event.position(),
+            event_type: event.event_type().to_owned(),
+            event_id: event.event_id(),
+            timestamp_nanos: event.timestamp_nanos(),
+            data: event.data().to_vec(),
+            metadata: event.metadata().to_vec(),
+            codec: event.codec(),
+        }
+    }
+}
+
 impl From<&RecordedEvent> for Owned {
     fn from(event: &RecordedEvent) -> Self {
         Owned {
