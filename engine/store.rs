@@ -144,7 +144,8 @@ impl Store {
             shared.lifecycle.store(true, Ordering::Release);
         }
         // Recovery made everything it kept durable: read-only openers may show all of it.
-        let head = HeadWriter::open(&dir, state.next_position)?;
+        // From here a failed open must stop the index's threads itself: the directory's lock goes with it.
+        let head = HeadWriter::open(&dir, state.next_position).inspect_err(|_| shared.index.abandon())?;
         let writer = Writer::new(shared.clone(), state, head);
         let handle = std::thread::Builder::new()
             .name("annals-writer".into())
@@ -153,14 +154,25 @@ impl Store {
                 let _refuse = RefuseOnExit(writer.shared());
                 writer.run()
             })
-            .context(|| "starting the writer thread".to_owned())?;
+            .context(|| "starting the writer thread".to_owned())
+            .inspect_err(|_| shared.index.abandon())?;
         let compaction = Arc::new(crate::compaction::Signal::default());
-        let compactor = {
+        let spawned = {
             let (shared, signal) = (shared.clone(), compaction.clone());
             std::thread::Builder::new()
                 .name("annals-compact".into())
                 .spawn(move || crate::compaction::run_in_background(shared, signal))
-                .context(|| "starting the compactor thread".to_owned())?
+                .context(|| "starting the compactor thread".to_owned())
+        };
+        let compactor = match spawned {
+            Ok(compactor) => compactor,
+            Err(err) => {
+                // The writer runs already: close it (it syncs and stops the index's threads) before failing.
+                shared.queue.lock().shutdown = true;
+                shared.queue_ready.notify_all();
+                let _ = handle.join();
+                return Err(err);
+            }
         };
         Ok(Store {
             inner: Arc::new(Inner {

@@ -315,6 +315,20 @@ impl Index {
         }
     }
 
+    /// Stops the background threads without writing anything more, and waits for them: the open that made this
+    /// index failed, and the directory is no longer locked, so nothing may go on writing into it.
+    pub fn abandon(&self) {
+        {
+            let mut jobs = self.background.jobs.lock();
+            jobs.stopping = true;
+            jobs.abandoned = true;
+        }
+        self.background.wake();
+        for handle in std::mem::take(&mut *self.background.handles.lock()) {
+            let _ = handle.join();
+        }
+    }
+
     /// The head of `stream` for the writer: through the head cache, which it fills.
     pub fn head_for_append(&self, stream: &str) -> Result<Option<Head>> {
         if let Some(head) = self.memtable_head(stream) {
@@ -751,6 +765,8 @@ struct Background {
 struct Jobs {
     /// Write every frozen memtable out, then stop; stop merging.
     stopping: bool,
+    /// Stop at once, writing nothing more: the open that made this index failed.
+    abandoned: bool,
     /// The flusher has stopped.
     stopped: bool,
     /// The last failure to write a table; the memtable stays frozen (and in use) and is tried again.

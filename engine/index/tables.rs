@@ -254,12 +254,19 @@ pub fn flush_work(index: Weak<Index>, background: Arc<Background>) {
     let _stopped = MarkStopped(&background);
     loop {
         let Some(strong) = index.upgrade() else { return };
+        if background.jobs.lock().abandoned {
+            return;
+        }
         let oldest_frozen = strong.state.read().frozen.first().cloned();
         if let Some(memtable) = oldest_frozen {
             match flush(&strong, &memtable) {
                 Ok(()) => background.jobs.lock().failure = None,
                 Err(err) => {
                     ::log::warn!("annals: writing an index table failed (the entries stay in memory): {err}");
+                    // IMPORTANT: let go of the index before taking the jobs lock. If this is the last reference,
+                    // the index's drop runs here, and it takes that lock (parking_lot's is not reentrant): a
+                    // failed open's thread used to block there for good.
+                    drop(strong);
                     let mut jobs = background.jobs.lock();
                     jobs.failure = Some(err);
                     background.done.notify_all();
@@ -267,7 +274,6 @@ pub fn flush_work(index: Weak<Index>, background: Arc<Background>) {
                         jobs.stopped = true;
                         return;
                     }
-                    drop(strong);
                     background.ready.wait_for(&mut jobs, Duration::from_secs(1));
                     continue;
                 }
@@ -277,15 +283,19 @@ pub fn flush_work(index: Weak<Index>, background: Arc<Background>) {
             background.ready.notify_all();
             continue;
         }
-        let mut jobs = background.jobs.lock();
+        let jobs = background.jobs.lock();
         // The close freezes the last memtable before it asks the thread to stop: one frozen since the check
         // above is still written out. (Checked under the jobs lock, which the freeze's wake-up takes too.)
         if jobs.stopping && strong.state.read().frozen.is_empty() {
-            jobs.stopped = true;
+            drop(jobs);
             background.done.notify_all();
+            // (`MarkStopped` marks it stopped, after the index is let go.)
             return;
         }
+        // IMPORTANT: not while holding the jobs lock (see above): this may be the index's last reference.
+        drop(jobs);
         drop(strong);
+        let mut jobs = background.jobs.lock();
         if !jobs.stopping && strong_frozen_is_empty(&index) {
             background.ready.wait_for(&mut jobs, Duration::from_secs(5));
         }
@@ -315,16 +325,18 @@ pub fn merge_work(index: Weak<Index>, background: Arc<Background>) {
         let tables = strong.state.read().tables.clone();
         let candidate = merge_candidate(&tables);
         drop(tables);
-        {
+        if background.jobs.lock().stopping {
+            return;
+        }
+        if candidate.is_none() {
+            // IMPORTANT: let go of the index before taking the jobs lock: if this is its last reference, the
+            // index's drop runs here and takes that lock (not reentrant).
+            drop(strong);
             let mut jobs = background.jobs.lock();
-            if jobs.stopping {
-                return;
-            }
-            if candidate.is_none() {
-                drop(strong);
+            if !jobs.stopping {
                 background.ready.wait_for(&mut jobs, Duration::from_secs(5));
-                continue;
             }
+            continue;
         }
         if let Some(range) = candidate {
             match merge(&strong, &background, range) {
@@ -337,8 +349,8 @@ pub fn merge_work(index: Weak<Index>, background: Arc<Background>) {
                 }
                 Err(err) => {
                     ::log::warn!("annals: merging index tables failed (they stay as they are): {err}");
-                    let mut jobs = background.jobs.lock();
                     drop(strong);
+                    let mut jobs = background.jobs.lock();
                     if !jobs.stopping {
                         background.ready.wait_for(&mut jobs, Duration::from_secs(5));
                     }

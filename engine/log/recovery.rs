@@ -69,8 +69,14 @@ pub(crate) fn recover(
     let mut report =
         RecoveryReport { index_tables: opened.tables, index_rejected: opened.dropped, ..RecoveryReport::default() };
     let start = Tail { next_position: resume.position, last_timestamp: resume.last_timestamp };
-    let state = replay(&log, io, &index, resume.locator, start, options, &mut report)?;
-    Ok((log, index, state, report))
+    match replay(&log, io, &index, resume.locator, start, options, &mut report) {
+        Ok(state) => Ok((log, index, state, report)),
+        Err(err) => {
+            // The open fails and the directory's lock goes: the index's threads must not go on writing tables.
+            index.abandon();
+            Err(err)
+        }
+    }
 }
 
 /// Lists the segment files (their base positions, from their names, in order), removes leftover temporary
