@@ -45,12 +45,15 @@ impl Store for AnnalsStore {
         Ok(Box::new(AnnalsWriter(self.0.clone())))
     }
 
+    /// With `Store::scan`, the borrowed visitor: annals' fastest way to read everything, as each peer uses
+    /// its own (every record's CRC is still checked).
     fn scan_all(&self, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut count = 0;
-        for event in self.0.read_all(0)? {
-            visit(event?.data());
+        self.0.scan(0, |event| {
+            visit(event.data());
             count += 1;
-        }
+            std::ops::ControlFlow::Continue(())
+        })?;
         Ok(count)
     }
 
