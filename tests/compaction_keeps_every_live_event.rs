@@ -195,9 +195,9 @@ fn max_age_reads_find_their_start_among_removed_events() {
     for i in 0..200u64 {
         store.append("sensor-1", ExpectedVersion::Any, &[EventData::new("Small", vec![i as u8; 150])]).unwrap();
     }
-    // `max_age` is kept in whole seconds (format-spec §15.3).
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let metadata = StreamMetadata { max_age: Some(std::time::Duration::from_secs(2)), ..Default::default() };
+    // `max_age` is kept in whole seconds (format-spec §15.3); the young events have 3 s to be read in.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let metadata = StreamMetadata { max_age: Some(std::time::Duration::from_secs(3)), ..Default::default() };
     store.set_stream_metadata("sensor-1", metadata).unwrap();
     for i in 0..100u64 {
         store.append("sensor-1", ExpectedVersion::Any, &[EventData::new("Small", vec![i as u8; 150])]).unwrap();
