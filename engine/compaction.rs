@@ -1,11 +1,13 @@
 //! What compaction removes, and when: the store's side of `log::compact`. A record is removed when its
 //! stream's lifecycle hides it (truncation, soft deletion, `max_count`, `max_age`, a tombstone), unless it is
-//! the stream's last record (which carries the stream's numbering on) or a system stream's (`$…`).
+//! the stream's last record (which carries the stream's numbering on), a system stream's (`$…`), or the record
+//! just below a truncation point (where snapshot-then-truncate leaves its snapshot).
 //!
-//! What compaction removes of a stream is therefore always a prefix of its offsets: the rules hide a prefix
-//! (timestamps never decrease along a stream), and a later compaction under looser rules removes less, never
-//! a record after one it kept. Readers rely on this (a kept record linking back to a removed one is the
-//! stream's first).
+//! The rules hide a prefix of a stream's offsets (timestamps never decrease along a stream), so what one
+//! compaction removes of a stream within a segment is a prefix of its records there. Across segments a
+//! stream's kept records form runs (an event an earlier compaction kept can stay below events a later one
+//! removed elsewhere): each run's first record links back to a removed one, which readers, recovery and
+//! `verify` accept (format-spec §4.5).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -992,8 +992,9 @@ impl Store {
         let (mut lo, mut hi) = (0, head.last_offset);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            // No record at `mid`: compaction removed it, and with it the whole prefix of the stream up to it
-            // (which lies before any record it kept). A missing index entry would be reported by the read.
+            // No record at `mid`: compaction removed it, hidden (so older than any visible record) when it ran.
+            // (A gap between kept records, which looser rules can show again, may mislead this search: removal
+            // is final, format-spec §4.5.) A missing index entry would be reported by the read.
             let at = index.locator_of_offset(stream, mid, Via::Mapping)?.unwrap_or(0);
             if at < locator {
                 lo = mid + 1;

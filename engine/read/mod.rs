@@ -698,8 +698,8 @@ impl Iterator for ReadStream {
                 // Another stream with the same hash.
                 continue;
             }
-            // What compaction removes of a stream is a prefix: the first record it kept links back to a
-            // removed one, and the read goes on from there.
+            // Compaction leaves runs of kept records: a run's first record links back to a removed one, and the
+            // read goes on from there.
             if frame.header.offset == offset && offset > self.next_offset {
                 match self.source.removed(frame.header.prev) {
                     Ok(true) => self.next_offset = offset,
@@ -733,6 +733,9 @@ pub struct ReadStreamBackwards {
     stream: String,
     /// The next offset to yield; `None` when done.
     next: Option<u64>,
+    /// The back-link of the record yielded last. If compaction removed its target, the next record may be at
+    /// any lower offset, or there may be none (looked at only when the next one is not where expected).
+    last_prev: u64,
     entries: StreamEntries,
     pending: VecDeque<(u64, u64)>,
     more: bool,
@@ -748,6 +751,7 @@ impl ReadStreamBackwards {
             source,
             stream: stream.to_owned(),
             next: first,
+            last_prev: crate::log::frame::NO_PREV,
             entries: StreamEntries { hash, view, active, source: 0, entry: None },
             pending: VecDeque::new(),
             more: true,
@@ -779,24 +783,31 @@ impl Iterator for ReadStreamBackwards {
             }
             let Some((offset, locator)) = self.pending.pop_front() else {
                 self.next = None;
+                match self.source.removed(self.last_prev) {
+                    // Compaction removed everything below the last record yielded.
+                    Ok(true) => return None,
+                    Ok(false) => {}
+                    Err(err) => return Some(Err(err)),
+                }
                 let reason = format!("the index holds no entry for offset {next} of stream {:?}", self.stream);
                 return Some(Err(Error::corrupt(self.source.log.dir(), next, reason)));
             };
             if offset > next {
                 continue;
             }
+            let last_prev = self.last_prev;
             let read = self.source.read(locator).and_then(|read| {
                 // Compaction removed it (this stream's or another's with the same hash): not yielded.
                 let Some((frame, event)) = read else { return Ok(None) };
                 if event.stream() != self.stream {
                     return Ok(None);
                 }
-                // What compaction removes of a stream is a prefix: below a record whose back-link points at
-                // a removed record, there is nothing more to read.
-                if self.source.removed(frame.header.prev)? {
-                    self.stop = self.stop.max(next);
-                }
-                if frame.header.offset != next || offset != next {
+                // Below a gap compaction left, the next record kept may be at any lower offset.
+                let in_place = frame.header.offset == next && offset == next;
+                let after_gap = || -> Result<bool> {
+                    Ok(frame.header.offset == offset && offset < next && self.source.removed(last_prev)?)
+                };
+                if !in_place && !after_gap()? {
                     let (segment, at) = self.source.segment(locator)?;
                     let reason = format!(
                         "expected offset {next} of stream {:?}, found offset {}",
@@ -808,8 +819,15 @@ impl Iterator for ReadStreamBackwards {
             });
             match read {
                 Ok(None) => continue,
+                Ok(Some(event)) if event.offset() < self.stop => {
+                    // Past a gap, below what the stream's lifecycle shows.
+                    self.next = None;
+                    return None;
+                }
                 Ok(Some(event)) => {
-                    self.next = next.checked_sub(1);
+                    self.next = event.offset().checked_sub(1);
+                    self.last_prev = crate::log::frame::peek_position_prev(&event.frame)
+                        .map_or(crate::log::frame::NO_PREV, |(_, _, prev)| prev);
                     return Some(Ok(event));
                 }
                 Err(err) => {
