@@ -201,13 +201,14 @@ const RETRY_UNCOVERED: Duration = Duration::from_secs(1);
 pub(crate) fn run_in_background(shared: std::sync::Arc<Shared>, signal: std::sync::Arc<Signal>) {
     let percent = shared.options.compaction_dead_percent;
     let interval = shared.options.compaction_interval;
-    let mut aging = match streams_with_max_age(&shared) {
-        Ok(streams) => streams,
-        Err(err) => {
-            ::log::warn!("annals: the compactor could not list the streams with a max_age: {err}");
-            HashSet::new()
-        }
-    };
+    // A store without lifecycle metadata (most) has none to list: the open's probe said so. Later changes
+    // name their streams.
+    let listed =
+        if shared.lifecycle.load(Ordering::Acquire) { streams_with_max_age(&shared) } else { Ok(HashSet::new()) };
+    let mut aging = listed.unwrap_or_else(|err| {
+        ::log::warn!("annals: the compactor could not list the streams with a max_age: {err}");
+        HashSet::new()
+    });
     let mut candidates = BTreeSet::new();
     let mut next_interval = Instant::now().checked_add(interval);
     loop {
