@@ -341,3 +341,32 @@ fn reads_step_over_gaps_that_later_compactions_leave_between_kept_events() {
     assert_eq!(backward, forward);
     assert!(store.verify().unwrap().is_ok());
 }
+
+/// `compaction_dead_percent` is "at least": a segment whose hidden share is exactly the threshold is compacted.
+#[test]
+fn a_segment_hidden_at_exactly_the_threshold_is_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { segment_size_bytes: 8192, compaction_dead_percent: 50, ..Default::default() };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    // Frames of 88 + 6 + 1 + 105 = 200 bytes (a multiple of 8): 40 fill the first segment's 8,128 bytes.
+    for _ in 0..20 {
+        for stream in ["aaaa-1", "bbbb-1"] {
+            store.append(stream, ExpectedVersion::Any, &[EventData::new("E", vec![7u8; 105])]).unwrap();
+        }
+    }
+    // bbbb-1's last event (kept) and more of aaaa-1 go to the next segments.
+    store.append("bbbb-1", ExpectedVersion::Any, &[EventData::new("E", vec![7u8; 105])]).unwrap();
+    for _ in 0..45 {
+        store.append("aaaa-1", ExpectedVersion::Any, &[EventData::new("E", vec![7u8; 105])]).unwrap();
+    }
+    let first = support::segment_paths(dir.path())[0].clone();
+    let frames = support::raw_frames(&first);
+    assert_eq!((frames.len(), frames.iter().all(|frame| frame.len == 200)), (40, true), "the layout assumed");
+    store.delete_stream("bbbb-1", ExpectedVersion::Any).unwrap();
+    store.flush_index().unwrap();
+    // The deletion woke the background compactor; this call does whatever it has not done yet.
+    store.compact().unwrap();
+    let version = u32::from_le_bytes(std::fs::read(&first).unwrap()[8..12].try_into().unwrap());
+    assert_eq!(version, annals::COMPACTED_FORMAT_VERSION, "half of the segment hidden, the threshold 50%");
+    assert_eq!(read_stream(&store, "aaaa-1", 0).len(), 65);
+}
