@@ -379,7 +379,7 @@ impl<E: Event, C: Codec> EventCodec<E, C> {
     /// key and the key file could not be written (see [`Erasure`]).
     pub fn encode(&self, event: &E) -> Result<EventData, EventError> {
         let Some(erasure) = &self.erasure else { return self.encode_in_scope(event) };
-        let (encoded, failure) = erasure.scope_reporting(|| self.encode_in_scope(event));
+        let (encoded, failure) = erasure.scope_reporting_for_one_write(|| self.encode_in_scope(event));
         match (encoded, failure) {
             (Err(EventError::Encode { event_type, .. }), Some(source)) => {
                 Err(EventError::Erasure { event_type, source })

@@ -424,10 +424,12 @@ impl Erasure {
         self.run_in_scope(None, f).0
     }
 
-    /// [`scope`](Self::scope), and the first key-store error (creating a key) that a seal inside met, which
-    /// serde can only pass on as text.
-    pub(crate) fn scope_reporting<R>(&self, f: impl FnOnce() -> R) -> (R, Option<Error>) {
-        self.run_in_scope(None, f)
+    /// [`scope`](Self::scope) for one encode of the typed layer (an event, a state), and the first key-store
+    /// error (creating a key) that a seal inside met, which serde can only pass on as text. Each subject's key
+    /// is taken once, so a forget that lands in the middle cannot leave some fields of a subject sealed under
+    /// the destroyed key and others under a new one.
+    pub(crate) fn scope_reporting_for_one_write<R>(&self, f: impl FnOnce() -> R) -> (R, Option<Error>) {
+        self.run_in_scope(Some(BTreeMap::new()), f)
     }
 
     /// [`scope`](Self::scope) for one decode of the typed layer (an event, a state): each subject's key is
@@ -605,7 +607,26 @@ fn key_for_opening(subject: &str, id: &KeyId) -> Result<Option<SubjectKey>, ()> 
     })
 }
 
-/// Keeps `error` for [`Erasure::scope_reporting`] (the first one wins).
+/// The key to seal a new value of `subject` with, from the current scope: in a scope for one value, the key
+/// its first seal took (so every field of a subject in one value is sealed under one key); else, or the first
+/// time, [`Inner::key_for_sealing`]'s.
+fn key_for_sealing_in_scope(erasure: &Erasure, subject: &str) -> Result<SubjectKey> {
+    let cached = SCOPE.with_borrow(|scope| {
+        scope.as_ref().and_then(|scope| scope.keys_seen.as_ref()).and_then(|seen| seen.get(subject).cloned().flatten())
+    });
+    if let Some(key) = cached {
+        return Ok(key);
+    }
+    let key = erasure.inner.key_for_sealing(subject)?;
+    SCOPE.with_borrow_mut(|scope| {
+        if let Some(seen) = scope.as_mut().and_then(|scope| scope.keys_seen.as_mut()) {
+            seen.insert(subject.to_owned(), Some(key.clone()));
+        }
+    });
+    Ok(key)
+}
+
+/// Keeps `error` for [`Erasure::scope_reporting_for_one_write`] (the first one wins).
 fn report(error: Error) {
     SCOPE.with_borrow_mut(|scope| {
         if let Some(scope) = scope {

@@ -205,7 +205,7 @@ fn seal<T: Serialize>(
             Some(key) => key,
             None => return Ok(vec![ERASED]),
         },
-        None => erasure.inner.key_for_sealing(subject).map_err(reported)?,
+        None => super::key_for_sealing_in_scope(erasure, subject).map_err(reported)?,
     };
     let plaintext = Zeroizing::new(
         BincodeCodec.encode(value).map_err(|err| format!("a personal value of subject {subject:?}: {err}"))?,
